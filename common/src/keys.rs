@@ -1,0 +1,159 @@
+//! The Redis key schema: the contract between signal-server (writes) and janitor (sweeps).
+//!
+//! Every key of a room carries the room code as a hash tag (`{CODE}`), so one room lives in one
+//! Redis Cluster slot and its Lua scripts may touch all of its keys atomically.
+//!
+//! | key                         | type   | holds                                              |
+//! |-----------------------------|--------|----------------------------------------------------|
+//! | `{p}:{CODE}:meta`           | hash   | `created`, `version`, `touched`, `hard` (ms)       |
+//! | `{p}:{CODE}:slots`          | hash   | slot name -> `version|expires_ms|size|content type`|
+//! | `{p}:{CODE}:data`           | hash   | slot name -> blob bytes                            |
+//! | `{p}:{CODE}:log`            | list   | recent changes as JSON, oldest first, bounded      |
+//!
+//! Changes are published on the plain pub/sub channel [`KeySchema::events_channel`]; in a
+//! cluster a PUBLISH reaches subscribers on every node.
+
+/// Which part of a room a key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoomKeyKind {
+    Meta,
+    Slots,
+    Data,
+    Log,
+}
+
+impl RoomKeyKind {
+    /// Every kind, in the order scripts take them as `KEYS`.
+    pub const ALL: [RoomKeyKind; 4] = [Self::Meta, Self::Slots, Self::Data, Self::Log];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Meta => "meta",
+            Self::Slots => "slots",
+            Self::Data => "data",
+            Self::Log => "log",
+        }
+    }
+
+    fn from_suffix(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.suffix() == s)
+    }
+}
+
+/// A parsed room key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomKey<'a> {
+    pub code: &'a str,
+    pub kind: RoomKeyKind,
+}
+
+/// Key names under one prefix (several deployments may share a Redis with different prefixes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySchema {
+    prefix: String,
+}
+
+impl Default for KeySchema {
+    fn default() -> Self {
+        Self::new("sb")
+    }
+}
+
+impl KeySchema {
+    /// A schema under `prefix` (no `:`, `{` or `}` so parsing stays unambiguous).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        assert!(
+            !prefix.is_empty() && !prefix.contains([':', '{', '}']),
+            "key prefix must be non-empty without ':', '{{' or '}}'"
+        );
+        Self { prefix }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The key of one part of a room.
+    pub fn room_key(&self, code: &str, kind: RoomKeyKind) -> String {
+        format!("{}:{{{code}}}:{}", self.prefix, kind.suffix())
+    }
+
+    /// All keys of a room, in [`RoomKeyKind::ALL`] order.
+    pub fn room_keys(&self, code: &str) -> [String; 4] {
+        RoomKeyKind::ALL.map(|kind| self.room_key(code, kind))
+    }
+
+    /// The `SCAN MATCH` pattern that finds every room's meta key.
+    pub fn meta_pattern(&self) -> String {
+        format!("{}:{{*}}:meta", self.prefix)
+    }
+
+    /// The `SCAN MATCH` pattern for every key under this prefix.
+    pub fn all_pattern(&self) -> String {
+        format!("{}:*", self.prefix)
+    }
+
+    /// The pub/sub channel carrying every room's changes.
+    pub fn events_channel(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    /// Parses a key of this schema; `None` for foreign or malformed keys.
+    pub fn parse<'a>(&self, key: &'a str) -> Option<RoomKey<'a>> {
+        let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(":{")?;
+        let (code, suffix) = rest.split_once("}:")?;
+        if code.is_empty() || code.contains(['{', '}']) {
+            return None;
+        }
+        Some(RoomKey {
+            code,
+            kind: RoomKeyKind::from_suffix(suffix)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let keys = KeySchema::default().room_keys("AB23CD");
+        assert_eq!(
+            keys,
+            [
+                "sb:{AB23CD}:meta",
+                "sb:{AB23CD}:slots",
+                "sb:{AB23CD}:data",
+                "sb:{AB23CD}:log"
+            ]
+        );
+    }
+
+    #[test]
+    fn parse_round_trips_and_rejects_foreign_keys() {
+        let schema = KeySchema::new("t1");
+        for kind in RoomKeyKind::ALL {
+            let key = schema.room_key("XY", kind);
+            assert_eq!(schema.parse(&key), Some(RoomKey { code: "XY", kind }));
+        }
+        for bad in [
+            "t1:{XY}:other",
+            "t2:{XY}:meta",
+            "t1:XY:meta",
+            "t1:{}:meta",
+            "t1:{X{Y}:meta",
+            "",
+        ] {
+            assert_eq!(schema.parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn patterns_and_channel() {
+        let schema = KeySchema::default();
+        assert_eq!(schema.meta_pattern(), "sb:{*}:meta");
+        assert_eq!(schema.events_channel(), "sb:events");
+    }
+}

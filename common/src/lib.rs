@@ -1,0 +1,12 @@
+//! Contracts shared by several Switchboard binaries, each pure and tested.
+//!
+//! # Layout
+//! - [`turn_auth`]: TURN REST API credentials (mint in signal-server, verify in turn-server).
+//! - [`keys`]: the Redis key schema every binary reads and writes (hash-tagged per room).
+//! - [`telemetry`]: `tracing` set-up (JSON or text logs).
+//! - [`shutdown`]: the SIGTERM/SIGINT future behind every service's drain.
+
+pub mod keys;
+pub mod shutdown;
+pub mod telemetry;
+pub mod turn_auth;

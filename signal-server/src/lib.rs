@@ -1,0 +1,5 @@
+//! wip
+pub mod clock;
+pub mod fanout;
+pub mod model;
+pub mod store;
