@@ -26,15 +26,28 @@ pub struct Fanout {
     rooms: Mutex<HashMap<String, broadcast::Sender<FanoutEvent>>>,
     capacity: usize,
     available: AtomicBool,
+    delivered: prometheus::IntCounter,
 }
 
 impl Fanout {
     /// `capacity` bounds each room's queue; `available` is false until a feed is connected.
     pub fn new(capacity: usize, available: bool) -> Arc<Self> {
+        let unregistered =
+            prometheus::IntCounter::new("fanout_delivered", "unexported").expect("valid metric");
+        Self::with_counter(capacity, available, unregistered)
+    }
+
+    /// Like [`Fanout::new`], counting changes delivered to watched rooms in `delivered`.
+    pub fn with_counter(
+        capacity: usize,
+        available: bool,
+        delivered: prometheus::IntCounter,
+    ) -> Arc<Self> {
         Arc::new(Self {
             rooms: Mutex::default(),
             capacity: capacity.max(1),
             available: AtomicBool::new(available),
+            delivered,
         })
     }
 
@@ -56,7 +69,10 @@ impl Fanout {
     pub fn publish(&self, change: Change) -> bool {
         let rooms = self.rooms.lock().expect("fanout lock poisoned");
         match rooms.get(&change.room) {
-            Some(tx) => tx.send(FanoutEvent::Change(Arc::new(change))).is_ok(),
+            Some(tx) => {
+                self.delivered.inc();
+                tx.send(FanoutEvent::Change(Arc::new(change))).is_ok()
+            }
             None => false,
         }
     }

@@ -1,0 +1,227 @@
+//! Watch transports over [`crate::watch::Watcher`]: Server-Sent Events, WebSocket, long-poll.
+//!
+//! All three share the event JSON (`{"type": ...}`), resume by version (SSE `Last-Event-ID`,
+//! `?after=`), the watcher caps, and end with a final event on expiry, outage or shutdown.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiPath, ApiQuery, room_code};
+use crate::app::{AppState, ClientIp};
+use crate::error::ApiError;
+use crate::limits::WatchPermit;
+use crate::model::SlotName;
+use crate::watch::{WatchEvent, Watcher};
+
+/// Longest long-poll wait a client may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Deserialize)]
+pub struct WatchParams {
+    /// Only this slot's changes (room deletion and expiry still arrive).
+    slot: Option<String>,
+    /// Deliver changes after this version (SSE: `Last-Event-ID` wins).
+    after: Option<u64>,
+    /// Long-poll only: seconds to wait for a change, at most 60.
+    wait: Option<u64>,
+}
+
+/// A started watch with its cap permit and active-watchers gauge held for its lifetime.
+struct OpenWatch {
+    watcher: Watcher,
+    _permit: WatchPermit,
+    _gauge: GaugeGuard,
+}
+
+struct GaugeGuard(prometheus::IntGauge);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+async fn open(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    raw_code: &str,
+    params: &WatchParams,
+    after: Option<u64>,
+    transport: &str,
+) -> Result<OpenWatch, ApiError> {
+    let code = room_code(raw_code)?;
+    let slot = params.slot.as_deref().map(SlotName::parse).transpose()?;
+    let permit = state.watch_caps.admit(code.as_str(), ip).inspect_err(|_| {
+        state
+            .metrics
+            .rate_limited
+            .with_label_values(&["watchers"])
+            .inc();
+    })?;
+    let watcher = Watcher::start(
+        state.store.clone(),
+        state.clock.clone(),
+        code,
+        slot,
+        after,
+        state.shutdown.clone(),
+    )
+    .await?;
+    let gauge = state.metrics.watchers.with_label_values(&[transport]);
+    gauge.inc();
+    Ok(OpenWatch {
+        watcher,
+        _permit: permit,
+        _gauge: GaugeGuard(gauge),
+    })
+}
+
+/// `GET /v1/rooms/{code}/events`: an SSE stream; `id:` is the room version to resume after.
+pub async fn sse(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiPath(raw): ApiPath<String>,
+    ApiQuery(params): ApiQuery<WatchParams>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_last_event_id",
+                        "Last-Event-ID must be a version number",
+                    )
+                })
+        })
+        .transpose()?;
+    let after = last_event_id.or(params.after);
+    let watch = open(&state, ip, &raw, &params, after, "sse").await?;
+    let events = stream::unfold(Some(watch), |watch| async move {
+        let mut watch = watch?;
+        let event = watch.watcher.next().await?;
+        let next = (!event.is_final()).then_some(watch);
+        Some((Ok(sse_event(&event)), next))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE)))
+}
+
+fn sse_event(event: &WatchEvent) -> Event {
+    let sse = Event::default()
+        .event(event.kind())
+        .data(event.to_json().to_string());
+    match event.version() {
+        Some(version) => sse.id(version.to_string()),
+        None => sse,
+    }
+}
+
+/// `GET /v1/rooms/{code}/ws`: the same events as JSON text frames, then a close frame.
+pub async fn websocket(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiPath(raw): ApiPath<String>,
+    ApiQuery(params): ApiQuery<WatchParams>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    // Open before upgrading, so a missing room or an outage is a plain HTTP error.
+    let watch = open(&state, ip, &raw, &params, params.after, "websocket").await?;
+    Ok(upgrade
+        .max_message_size(4096)
+        .on_upgrade(move |socket| pump_websocket(socket, watch)))
+}
+
+async fn pump_websocket(mut socket: WebSocket, mut watch: OpenWatch) {
+    loop {
+        tokio::select! {
+            event = watch.watcher.next() => {
+                let Some(event) = event else { break };
+                let text = event.to_json().to_string();
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+                if event.is_final() {
+                    let code = match event {
+                        WatchEvent::Unavailable => close_code::AGAIN,
+                        WatchEvent::Shutdown => close_code::AWAY,
+                        _ => close_code::NORMAL,
+                    };
+                    let frame = CloseFrame { code, reason: event.kind().into() };
+                    let _ = socket.send(Message::Close(Some(frame))).await;
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                // Clients have nothing to say; pings are answered by the library.
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// `GET /v1/rooms/{code}/changes?after=N&wait=S`: changes after `after` as soon as there are
+/// any, or an empty list after `wait`. Poll again with `after` set to the returned `version`.
+pub async fn long_poll(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiPath(raw): ApiPath<String>,
+    ApiQuery(params): ApiQuery<WatchParams>,
+) -> Result<Response, ApiError> {
+    let wait = params.wait.map_or(DEFAULT_WAIT, Duration::from_secs);
+    if wait > MAX_WAIT {
+        return Err(ApiError::bad_request(
+            "invalid_wait",
+            "wait may be at most 60 seconds",
+        ));
+    }
+    let mut watch = open(&state, ip, &raw, &params, params.after, "long_poll").await?;
+    let mut version = 0;
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        for event in watch.watcher.ready_now() {
+            version = event.version().unwrap_or(version);
+            if !matches!(event, WatchEvent::Ready { .. }) {
+                events.push(event);
+            }
+        }
+        if !events.is_empty() {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, watch.watcher.next()).await {
+            Ok(Some(WatchEvent::Ready { version: v })) => version = v,
+            Ok(Some(WatchEvent::Unavailable)) => {
+                return Err(ApiError::unavailable(
+                    "the change feed is unavailable; poll again",
+                ));
+            }
+            Ok(Some(event)) => {
+                version = event.version().unwrap_or(version);
+                events.push(event);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let events: Vec<_> = events.iter().map(WatchEvent::to_json).collect();
+    Ok((
+        StatusCode::OK,
+        Json(json!({"version": version, "events": events})),
+    )
+        .into_response())
+}
