@@ -292,6 +292,12 @@ mod tests {
     }
 
     #[test]
+    fn verify_cli() {
+        use clap::CommandFactory;
+        Config::command().debug_assert();
+    }
+
+    #[test]
     fn inconsistent_settings_are_refused() {
         for args in [
             vec!["s", "--idle-ttl", "2h", "--max-age", "1h"],

@@ -1,22 +1,44 @@
 //! `signal-server` binary: parse config, set up logs, serve until SIGTERM.
+//! Exit codes: 0 after a clean drain, 64 for bad configuration, 1 for runtime failures.
 
-use anyhow::Context;
+use std::process::ExitCode;
+
 use clap::Parser;
 use signal_server::config::Config;
 
+/// `EX_USAGE` from sysexits.h: the configuration was wrong.
+const EXIT_CONFIG: u8 = 64;
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let config = Config::parse();
     common::telemetry::init(config.log_format);
-    if config.check_config {
-        config.validate()?;
-        println!("configuration ok: {}", config.summary());
-        return Ok(());
+    if let Err(err) = config.validate() {
+        eprintln!("signal-server: invalid configuration: {err}");
+        return ExitCode::from(EXIT_CONFIG);
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    if config.check_config {
+        println!("configuration ok: {}", config.summary());
+        return ExitCode::SUCCESS;
+    }
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("signal-server: cannot listen on {}: {err}", config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Ok(addr) = listener.local_addr() {
+        println!(
+            "signal-server: http://{addr}  (API /v1/rooms, spec /openapi.json, metrics /metrics)"
+        );
+    }
     let shutdown = common::shutdown::token_on_signal();
-    signal_server::run(config, listener, shutdown).await?;
-    Ok(())
+    match signal_server::run(config, listener, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("signal-server: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,548 @@
+//! The shared API suite: every case runs against the embedded store and a real Redis (and the
+//! core ones against a 3-master Redis Cluster), so both stores keep one semantics.
+
+#![allow(unreachable_pub)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{Server, WsItem, kind};
+
+/// Starts a server over the backend under test.
+pub type Boot<'a> = &'a (
+        dyn Fn(&'static [&'static str]) -> futures_util::future::BoxFuture<'static, Server> + Sync
+    );
+
+pub async fn rooms_lifecycle(boot: Boot<'_>) {
+    let s = boot(&[]).await;
+    let r = s.http.post(s.url("/v1/rooms")).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(r.headers().get("location").is_some());
+    let room: Value = r.json().await.unwrap();
+    let code = room["code"].as_str().unwrap();
+    assert_eq!(code.len(), 6);
+    assert!(
+        code.bytes()
+            .all(|b| b"23456789ABCDEFGHJKMNPQRSTUVWXYZ".contains(&b))
+    );
+    assert_eq!(room["version"], 0);
+
+    let info: Value = s
+        .get(&format!("/v1/rooms/{code}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["code"], code);
+
+    // pypeer-style client codes: 201 the first time, then the live room.
+    let own = s.http.put(s.url("/v1/rooms/PYP3ER")).send().await.unwrap();
+    assert_eq!(own.status(), 201);
+    s.put_ok("PYP3ER", "offer", "x").await;
+    let again = s.http.put(s.url("/v1/rooms/PYP3ER")).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap()["version"], 1);
+
+    assert_eq!(s.delete(&format!("/v1/rooms/{code}")).await.status(), 204);
+    let gone = s.get(&format!("/v1/rooms/{code}")).await;
+    assert_eq!(gone.status(), 404);
+    let body: Value = gone.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "room_not_found");
+    assert_eq!(s.delete(&format!("/v1/rooms/{code}")).await.status(), 404);
+
+    let bad = s.get("/v1/rooms/no").await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(
+        bad.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_room_code"
+    );
+}
+
+pub async fn blobs_versions_and_preconditions(boot: Boot<'_>) {
+    let s = boot(&["--max-slots", "3", "--max-blob-bytes", "1024"]).await;
+    let code = s.create_room().await;
+    let blob = |slot: &str| s.url(&format!("/v1/rooms/{code}/blobs/{slot}"));
+
+    let r = s
+        .http
+        .put(blob("offer"))
+        .header("content-type", "application/sdp")
+        .header("if-none-match", "*")
+        .body(vec![0u8, 159, 146, 150])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"], "\"1\"");
+    let again = s
+        .http
+        .put(blob("offer"))
+        .header("if-none-match", "*")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 412);
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["error"]["code"],
+        "precondition_failed"
+    );
+
+    let got = s.get(&format!("/v1/rooms/{code}/blobs/offer")).await;
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.headers()["content-type"], "application/sdp");
+    assert_eq!(got.headers()["etag"], "\"1\"");
+    assert_eq!(got.bytes().await.unwrap().as_ref(), [0u8, 159, 146, 150]);
+
+    // Compare-and-set: only the current version wins.
+    let stale = s
+        .http
+        .put(blob("offer"))
+        .header("if-match", "\"7\"")
+        .body("y")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 412);
+    let cas = s
+        .http
+        .put(blob("offer"))
+        .header("if-match", "\"1\"")
+        .body("y")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cas.status(), 200);
+    assert_eq!(
+        s.put_ok(&code, "answer", "a").await,
+        3,
+        "versions increase per room"
+    );
+
+    // Limits: slot grammar, size cap, slot cap.
+    assert_eq!(s.put(&code, "bad%20name", "x").await.status(), 400);
+    let big = s
+        .http
+        .put(blob("big"))
+        .body(vec![1u8; 1025])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 413);
+    assert_eq!(
+        big.json::<Value>().await.unwrap()["error"]["code"],
+        "blob_too_large"
+    );
+    s.put_ok(&code, "cand-alice-3", "c").await;
+    let full = s.put(&code, "cand-alice-4", "c").await;
+    assert_eq!(full.status(), 409);
+    assert_eq!(
+        full.json::<Value>().await.unwrap()["error"]["code"],
+        "too_many_slots"
+    );
+    assert_eq!(s.put(&code, "ttl", "x").await.status(), 409);
+    let bad_ttl = s
+        .http
+        .put(blob("answer?ttl=3600"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_ttl.status(), 400);
+
+    // Deletes honour If-Match and leave no partial state.
+    let wrong = s
+        .http
+        .delete(blob("answer"))
+        .header("if-match", "\"1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 412);
+    assert_eq!(
+        s.delete(&format!("/v1/rooms/{code}/blobs/answer"))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        s.get(&format!("/v1/rooms/{code}/blobs/answer"))
+            .await
+            .status(),
+        404
+    );
+    let info: Value = s
+        .get(&format!("/v1/rooms/{code}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["version"], 5);
+    assert_eq!(info["slots"].as_array().unwrap().len(), 2);
+    assert_eq!(s.put("ZZZZZZ", "offer", "x").await.status(), 404);
+}
+
+pub async fn ttls_follow_server_time(boot: Boot<'_>) {
+    let s = boot(&["--idle-ttl", "10m", "--max-age", "1h"]).await;
+    let code = s.create_room().await;
+    let room = format!("/v1/rooms/{code}");
+    // Every write refreshes the idle TTL ...
+    for _ in 0..3 {
+        s.clock.advance(Duration::from_secs(9 * 60));
+        s.put_ok(&code, "offer", "x").await;
+    }
+    s.clock.advance(Duration::from_secs(9 * 60));
+    assert_eq!(s.get(&room).await.status(), 200);
+    // ... and without writes the room goes after the idle TTL.
+    s.clock.advance(Duration::from_secs(61));
+    assert_eq!(s.get(&room).await.status(), 404);
+
+    // The hard max age wins over writes.
+    let code = s.create_room().await;
+    for _ in 0..6 {
+        s.clock.advance(Duration::from_secs(9 * 60));
+        assert_eq!(s.put(&code, "offer", "x").await.status(), 200);
+    }
+    s.clock.advance(Duration::from_secs(7 * 60));
+    assert_eq!(s.put(&code, "offer", "x").await.status(), 404);
+
+    // A blob TTL expires the blob alone, logged as an `expire` change.
+    let code = s.create_room().await;
+    let r = s
+        .http
+        .put(s.url(&format!("/v1/rooms/{code}/blobs/cand-1?ttl=30s")))
+        .body("c")
+        .send()
+        .await
+        .unwrap();
+    let put: Value = r.json().await.unwrap();
+    assert!(put["expires_at"].as_u64().unwrap() <= put["room_expires_at"].as_u64().unwrap());
+    s.clock.advance(Duration::from_secs(31));
+    assert_eq!(
+        s.get(&format!("/v1/rooms/{code}/blobs/cand-1"))
+            .await
+            .status(),
+        404
+    );
+    let changes: Value = s
+        .get(&format!("/v1/rooms/{code}/changes?after=1&wait=0"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(changes["events"][0]["op"], "expire");
+    assert_eq!(changes["version"], 2);
+}
+
+pub async fn sse_sees_every_change_in_order(boot: Boot<'_>) {
+    let s = boot(&[]).await;
+    let code = s.create_room().await;
+    let mut watch = s.sse(&format!("/v1/rooms/{code}/events"), None).await;
+    let mut only_answer = s
+        .sse(&format!("/v1/rooms/{code}/events?slot=answer"), None)
+        .await;
+    assert_eq!(watch.next().await.unwrap().event, "ready");
+    assert_eq!(only_answer.next().await.unwrap().event, "ready");
+
+    s.put_ok(&code, "offer", "o").await;
+    s.put_ok(&code, "answer", "a").await;
+    assert_eq!(
+        s.delete(&format!("/v1/rooms/{code}/blobs/offer"))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(s.delete(&format!("/v1/rooms/{code}")).await.status(), 204);
+
+    let mut seen = Vec::new();
+    while let Some(event) = watch.next().await {
+        assert_eq!(event.event, "change");
+        assert_eq!(event.id, event.data["version"].as_u64());
+        seen.push((
+            event.data["op"].as_str().unwrap().to_owned(),
+            event.data["version"].as_u64().unwrap(),
+        ));
+    }
+    let expected = [("put", 1), ("put", 2), ("delete", 3), ("room_deleted", 4)];
+    assert_eq!(seen, expected.map(|(op, v)| (op.to_owned(), v)));
+
+    let filtered: Vec<String> = {
+        let mut out = Vec::new();
+        while let Some(e) = only_answer.next().await {
+            out.push(format!(
+                "{}:{}",
+                e.data["op"].as_str().unwrap(),
+                e.data["slot"].as_str().unwrap_or("")
+            ));
+        }
+        out
+    };
+    assert_eq!(filtered, ["put:answer", "room_deleted:"]);
+}
+
+pub async fn sse_resumes_from_last_event_id(boot: Boot<'_>) {
+    let s = boot(&["--change-log-len", "4"]).await;
+    let code = s.create_room().await;
+    for _ in 0..3 {
+        s.put_ok(&code, "offer", "o").await;
+    }
+    let path = format!("/v1/rooms/{code}/events");
+    let mut resumed = s.sse(&path, Some(1)).await;
+    assert_eq!(resumed.next().await.unwrap().event, "ready");
+    assert_eq!(resumed.next().await.unwrap().id, Some(2));
+    assert_eq!(resumed.next().await.unwrap().id, Some(3));
+
+    // Beyond the bounded log the client is told to re-read the room.
+    for _ in 0..6 {
+        s.put_ok(&code, "offer", "o").await;
+    }
+    let mut too_old = s.sse(&path, Some(1)).await;
+    assert_eq!(too_old.next().await.unwrap().event, "ready");
+    let resync = too_old.next().await.unwrap();
+    assert_eq!(resync.event, "resync");
+    assert_eq!(resync.data["version"], 9);
+    s.put_ok(&code, "offer", "o").await;
+    assert_eq!(too_old.next().await.unwrap().id, Some(10));
+    assert_eq!(resumed.next().await.unwrap().id, Some(4));
+
+    let bad = s
+        .http
+        .get(s.url(&path))
+        .header("last-event-id", "x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+pub async fn websocket_watch(boot: Boot<'_>) {
+    let s = boot(&[]).await;
+    let code = s.create_room().await;
+    let mut ws = s.ws(&format!("/v1/rooms/{code}/ws")).await;
+    let WsItem::Event(ready) = ws.next().await else {
+        panic!("no ready")
+    };
+    assert_eq!(kind(&ready), "ready");
+    s.put_ok(&code, "offer", "o").await;
+    s.put_ok(&code, "answer", "a").await;
+    assert_eq!(s.delete(&format!("/v1/rooms/{code}")).await.status(), 204);
+    for (op, version) in [("put", 1), ("put", 2), ("room_deleted", 3)] {
+        let WsItem::Event(e) = ws.next().await else {
+            panic!("expected {op}")
+        };
+        assert_eq!(
+            (e["op"].as_str().unwrap(), e["version"].as_u64().unwrap()),
+            (op, version)
+        );
+    }
+    assert!(matches!(ws.next().await, WsItem::Close(1000)));
+    let missing = s
+        .http
+        .get(s.url("/v1/rooms/NOPE99/ws"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+pub async fn long_poll(boot: Boot<'_>) {
+    let s = boot(&[]).await;
+    let code = s.create_room().await;
+    let path = format!("/v1/rooms/{code}/changes");
+    s.put_ok(&code, "offer", "o").await;
+    let now: Value = s
+        .get(&format!("{path}?after=0"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(now["version"], 1);
+    assert_eq!(now["events"][0]["slot"], "offer");
+
+    let empty: Value = s
+        .get(&format!("{path}?after=1&wait=0"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            empty["version"].as_u64(),
+            empty["events"].as_array().unwrap().len()
+        ),
+        (Some(1), 0)
+    );
+
+    let poll = s.http.get(s.url(&format!("{path}?after=1&wait=30"))).send();
+    let writer = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.put_ok(&code, "answer", "a").await
+    };
+    let (r, _) = tokio::join!(poll, writer);
+    let got: Value = r.unwrap().json().await.unwrap();
+    assert_eq!(got["version"], 2);
+    assert_eq!(got["events"][0]["slot"], "answer");
+
+    assert_eq!(
+        s.get(&format!("{path}?after=1&wait=61")).await.status(),
+        400
+    );
+    assert_eq!(s.get(&format!("{path}?after=x")).await.status(), 400);
+}
+
+pub async fn watchers_see_room_expiry(boot: Boot<'_>) {
+    let s = boot(&["--idle-ttl", "300ms", "--max-age", "1h"]).await;
+    let code = s.create_room().await;
+    let mut sse = s.sse(&format!("/v1/rooms/{code}/events"), None).await;
+    let mut ws = s.ws(&format!("/v1/rooms/{code}/ws")).await;
+    let poll = tokio::spawn(
+        s.http
+            .get(s.url(&format!("/v1/rooms/{code}/changes?after=0&wait=10")))
+            .send(),
+    );
+    assert_eq!(sse.next().await.unwrap().event, "ready");
+    let expired = sse.next().await.unwrap();
+    assert_eq!(expired.event, "room_expired");
+    assert!(sse.next().await.is_none());
+    let WsItem::Event(_ready) = ws.next().await else {
+        panic!()
+    };
+    let WsItem::Event(e) = ws.next().await else {
+        panic!()
+    };
+    assert_eq!(kind(&e), "room_expired");
+    let polled: Value = poll.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(polled["events"][0]["type"], "room_expired");
+}
+
+pub async fn turn_credentials(boot: Boot<'_>) {
+    let s = boot(&[
+        "--turn-secrets",
+        "newest,older",
+        "--turn-urls",
+        "turn:127.0.0.1:3478?transport=udp,turns:127.0.0.1:5349",
+        "--stun-urls",
+        "stun:127.0.0.1:3478",
+        "--turn-ttl",
+        "10m",
+    ])
+    .await;
+    for path in ["/turn-credentials", "/v1/turn-credentials?user=alice"] {
+        let body: Value = s.get(path).await.json().await.unwrap();
+        assert_eq!(body["ttl"], 600);
+        let servers = body["iceServers"].as_array().unwrap();
+        assert_eq!(servers[0]["urls"][0], "stun:127.0.0.1:3478");
+        assert!(servers[0].get("username").is_none());
+        let username = servers[1]["username"].as_str().unwrap();
+        let credential = servers[1]["credential"].as_str().unwrap();
+        assert_eq!(servers[1]["urls"].as_array().unwrap().len(), 2);
+        let secrets = common::turn_auth::SharedSecret::parse_list("newest\nolder").unwrap();
+        assert_eq!(
+            credential,
+            common::turn_auth::credential_for(&secrets[0], username)
+        );
+        common::turn_auth::verify(&secrets, username, credential, s.clock.now_unix()).unwrap();
+    }
+    assert_eq!(s.get("/turn-credentials?user=a:b").await.status(), 400);
+}
+
+pub async fn abuse_limits(boot: Boot<'_>) {
+    let s = boot(&[
+        "--create-per-minute",
+        "2",
+        "--max-watchers-per-room",
+        "1",
+        "--writes-per-second",
+        "2",
+    ])
+    .await;
+    let code = s.create_room().await;
+    s.create_room().await;
+    let r = s.http.post(s.url("/v1/rooms")).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(
+        r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "rate_limited"
+    );
+
+    let _first = s.sse(&format!("/v1/rooms/{code}/events"), None).await;
+    let second = s.get(&format!("/v1/rooms/{code}/events")).await;
+    assert_eq!(second.status(), 429);
+
+    let statuses: Vec<u16> = {
+        let mut out = Vec::new();
+        for _ in 0..8 {
+            out.push(s.put(&code, "offer", "x").await.status().as_u16());
+        }
+        out
+    };
+    assert!(
+        statuses.contains(&200) && statuses.contains(&429),
+        "{statuses:?}"
+    );
+}
+
+pub async fn ops_endpoints(boot: Boot<'_>) {
+    let s = boot(&[]).await;
+    assert_eq!(s.get("/healthz").await.status(), 200);
+    assert_eq!(s.get("/readyz").await.status(), 200);
+    let code = s.create_room().await;
+    s.put_ok(&code, "offer", "hello").await;
+    let metrics = s.get("/metrics").await.text().await.unwrap();
+    for name in [
+        "sb_http_requests_total{method=\"PUT\",route=\"/v1/rooms/{code}/blobs/{slot}\",status=\"200\"} 1",
+        "sb_rooms_created_total 1",
+        "sb_blobs_written_total 1",
+        "sb_http_request_duration_seconds_bucket",
+        "sb_redis_errors_total 0",
+    ] {
+        assert!(metrics.contains(name), "missing {name} in\n{metrics}");
+    }
+    assert!(
+        !metrics.contains(&code),
+        "metrics must not carry room codes"
+    );
+    let spec: Value = s.get("/openapi.json").await.json().await.unwrap();
+    assert!(spec["paths"]["/v1/rooms/{code}/blobs/{slot}"].is_object());
+    assert_eq!(
+        s.get("/nowhere").await.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
+}
+
+pub async fn shutdown_ends_streams_with_a_final_event(boot: Boot<'_>) {
+    let s = boot(&[]).await;
+    let code = s.create_room().await;
+    let mut sse = s.sse(&format!("/v1/rooms/{code}/events"), None).await;
+    let mut ws = s.ws(&format!("/v1/rooms/{code}/ws")).await;
+    assert_eq!(sse.next().await.unwrap().event, "ready");
+    let WsItem::Event(_) = ws.next().await else {
+        panic!()
+    };
+    s.shutdown.cancel();
+    assert_eq!(sse.next().await.unwrap().event, "shutdown");
+    assert!(sse.next().await.is_none());
+    let WsItem::Event(e) = ws.next().await else {
+        panic!()
+    };
+    assert_eq!(kind(&e), "shutdown");
+    assert!(matches!(ws.next().await, WsItem::Close(1001)));
+    tokio::time::timeout(crate::support::WAIT, s.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
