@@ -1,9 +1,94 @@
-//! Switchboard loadtest: load generator for signaling, TURN and NAT traversal.
-//!
-//! # Layout
-//! - `main.rs`: placeholder entry point; the implementation is tracked in issue 6.
+//! `loadtest` binary: load for a Switchboard deployment. Bounded in count and time always.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("loadtest is not implemented yet (issue 6); see README.md");
-    std::process::ExitCode::from(2)
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use loadtest::signal::{self, Transport};
+
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Peer pairs doing the signaling exchange (create, put offer, watch, put answer, notified, delete).
+    Signal(SignalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SignalArgs {
+    /// signal-server base URLs, comma-separated; the two peers of a pair use neighbouring ones.
+    #[arg(
+        long,
+        env = "LOADTEST_URLS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080"
+    )]
+    urls: Vec<String>,
+    /// Concurrent rooms (peer pairs).
+    #[arg(long, env = "LOADTEST_ROOMS", default_value_t = 100)]
+    rooms: usize,
+    /// Offer/answer rounds per room.
+    #[arg(long, env = "LOADTEST_ROUNDS", default_value_t = 10)]
+    rounds: usize,
+    /// Watch transport: sse, ws or long-poll.
+    #[arg(long, env = "LOADTEST_TRANSPORT", default_value = "sse")]
+    transport: Transport,
+    /// Target puts per second over all rooms; 0 for as fast as possible.
+    #[arg(long, env = "LOADTEST_RATE", default_value_t = 0.0)]
+    rate: f64,
+    /// Bytes per blob.
+    #[arg(long, env = "LOADTEST_BLOB_BYTES", default_value_t = 512)]
+    blob_bytes: usize,
+    /// Hard limit on the whole run.
+    #[arg(long, env = "LOADTEST_MAX_DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+    max_duration: Duration,
+    /// Limit on one step (a request or a notification).
+    #[arg(long, env = "LOADTEST_STEP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    step_timeout: Duration,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Signal(args) => {
+            if args.rooms == 0 || args.rounds == 0 || args.urls.is_empty() {
+                bail!("--rooms, --rounds and --urls must be non-empty");
+            }
+            let report = signal::run(signal::Options {
+                urls: args
+                    .urls
+                    .iter()
+                    .map(|u| u.trim_end_matches('/').to_owned())
+                    .collect(),
+                rooms: args.rooms,
+                rounds: args.rounds,
+                transport: args.transport,
+                rate: args.rate,
+                blob_bytes: args.blob_bytes,
+                max_duration: args.max_duration,
+                step_timeout: args.step_timeout,
+            })
+            .await;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report.to_json()).context("report")?
+                );
+            } else {
+                print!("{}", report.human());
+            }
+            if report.completed_rooms < args.rooms {
+                std::process::exit(1);
+            }
+        }
+    }
+    Ok(())
 }
