@@ -3,33 +3,33 @@
 //! Every key of a room carries the room code as a hash tag (`{CODE}`), so one room lives in one
 //! Redis Cluster slot and its Lua scripts may touch all of its keys atomically.
 //!
-//! | key                         | type   | holds                                              |
-//! |-----------------------------|--------|----------------------------------------------------|
-//! | `{p}:{CODE}:meta`           | hash   | `created`, `version`, `touched`, `hard` (ms)       |
-//! | `{p}:{CODE}:slots`          | hash   | slot name -> `version|expires_ms|size|content type`|
-//! | `{p}:{CODE}:data`           | hash   | slot name -> blob bytes                            |
-//! | `{p}:{CODE}:log`            | list   | recent changes as JSON, oldest first, bounded      |
+//! | key                | type | holds                                                              |
+//! |--------------------|------|--------------------------------------------------------------------|
+//! | `{p}:{CODE}:room`  | hash | `_created`, `_version`, `_deadline` (unix ms), `_slots` (count),   |
+//! |                    |      | `_next` (earliest blob expiry), `m:<slot>` = `version|expires|size|content type` |
+//! | `{p}:{CODE}:data`  | hash | slot name -> blob bytes                                            |
+//! | `{p}:{CODE}:log`   | list | recent changes as JSON, oldest first, bounded                      |
 //!
+//! Every key of a live room carries a PEXPIREAT at the room's deadline; a room hash without a TTL,
+//! or whose `_deadline` has passed, is stale.
 //! Changes are published on the plain pub/sub channel [`KeySchema::events_channel`]; in a
 //! cluster a PUBLISH reaches subscribers on every node.
 
 /// Which part of a room a key holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RoomKeyKind {
-    Meta,
-    Slots,
+    Room,
     Data,
     Log,
 }
 
 impl RoomKeyKind {
     /// Every kind, in the order scripts take them as `KEYS`.
-    pub const ALL: [RoomKeyKind; 4] = [Self::Meta, Self::Slots, Self::Data, Self::Log];
+    pub const ALL: [RoomKeyKind; 3] = [Self::Room, Self::Data, Self::Log];
 
     fn suffix(self) -> &'static str {
         match self {
-            Self::Meta => "meta",
-            Self::Slots => "slots",
+            Self::Room => "room",
             Self::Data => "data",
             Self::Log => "log",
         }
@@ -80,13 +80,13 @@ impl KeySchema {
     }
 
     /// All keys of a room, in [`RoomKeyKind::ALL`] order.
-    pub fn room_keys(&self, code: &str) -> [String; 4] {
+    pub fn room_keys(&self, code: &str) -> [String; 3] {
         RoomKeyKind::ALL.map(|kind| self.room_key(code, kind))
     }
 
-    /// The `SCAN MATCH` pattern that finds every room's meta key.
-    pub fn meta_pattern(&self) -> String {
-        format!("{}:{{*}}:meta", self.prefix)
+    /// The `SCAN MATCH` pattern that finds every room's main hash.
+    pub fn room_pattern(&self) -> String {
+        format!("{}:{{*}}:room", self.prefix)
     }
 
     /// The `SCAN MATCH` pattern for every key under this prefix.
@@ -122,12 +122,7 @@ mod tests {
         let keys = KeySchema::default().room_keys("AB23CD");
         assert_eq!(
             keys,
-            [
-                "sb:{AB23CD}:meta",
-                "sb:{AB23CD}:slots",
-                "sb:{AB23CD}:data",
-                "sb:{AB23CD}:log"
-            ]
+            ["sb:{AB23CD}:room", "sb:{AB23CD}:data", "sb:{AB23CD}:log"]
         );
     }
 
@@ -140,10 +135,10 @@ mod tests {
         }
         for bad in [
             "t1:{XY}:other",
-            "t2:{XY}:meta",
-            "t1:XY:meta",
-            "t1:{}:meta",
-            "t1:{X{Y}:meta",
+            "t2:{XY}:room",
+            "t1:XY:room",
+            "t1:{}:room",
+            "t1:{X{Y}:room",
             "",
         ] {
             assert_eq!(schema.parse(bad), None, "{bad}");
@@ -153,7 +148,7 @@ mod tests {
     #[test]
     fn patterns_and_channel() {
         let schema = KeySchema::default();
-        assert_eq!(schema.meta_pattern(), "sb:{*}:meta");
+        assert_eq!(schema.room_pattern(), "sb:{*}:room");
         assert_eq!(schema.events_channel(), "sb:events");
     }
 }

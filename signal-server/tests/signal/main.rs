@@ -1,6 +1,7 @@
 //! End-to-end tests of signal-server over real sockets: the shared suite against the embedded
 //! store, a real `redis-server` and a 3-master Redis Cluster, plus replicas and Redis outages.
 
+mod binary;
 mod suite;
 mod support;
 

@@ -1,15 +1,18 @@
 -- ARGV[7] slot, [8] precondition ('' | '*' | version).
-local created, version, deadline = load_room()
-if not created then return {'no_room'} end
-version = reap(version, deadline)
 local slot = ARGV[7]
-local cur = redis.call('HGET', KEYS[2], slot)
-if not cur then return {'no_slot'} end
-local cur_version = parse_slot(cur)
+local room = load_room(slot)
+if not room then return {'no_room'} end
+if room.next and now >= room.next then
+  reap(room)
+  room.slot_meta = redis.call('HGET', KEYS[1], 'm:' .. slot)
+end
+if not room.slot_meta then return {'no_slot'} end
+local cur_version = parse_slot(room.slot_meta)
 if not precondition_ok(ARGV[8], cur_version) then return {'precondition', tostring(cur_version)} end
 redis.call('HDEL', KEYS[2], slot)
-redis.call('HDEL', KEYS[3], slot)
-version = version + 1
-deadline = touch(created, version)
-return {'ok', emit({room = code, version = version, op = 'delete', slot = slot, at = now,
-                    room_expires_at = deadline}, deadline)}
+redis.call('HDEL', KEYS[1], 'm:' .. slot)
+room.version = room.version + 1
+room.slots = room.slots - 1
+refresh_deadline(room)
+redis.call('HSET', KEYS[1], '_version', room.version, '_deadline', room.deadline, '_slots', room.slots)
+return {'ok', emit(room, 'delete', slot)}

@@ -1,8 +1,11 @@
-local created, version, deadline = load_room()
-if not created then return {'no_room'} end
-version = reap(version, deadline)
-local json = cjson.encode({room = code, version = version + 1, op = 'room_deleted', at = now,
-                           room_expires_at = now})
+local room = load_room()
+if not room then return {'no_room'} end
+reap(room)
+room.version = room.version + 1
+room.deadline = now
 drop_room()
+-- Not logged: the log goes with the room. Watchers get it from the channel, late ones see no room.
+local json = '{"version":' .. num(room.version) .. ',"room":' .. str(code) ..
+  ',"op":"room_deleted","at":' .. num(now) .. ',"room_expires_at":' .. num(now) .. '}'
 redis.call('PUBLISH', channel, json)
 return {'ok', json}

@@ -1,7 +1,10 @@
 -- ARGV[7] slot.
-local created, version, deadline = load_room()
-if not created then return {'no_room'} end
-reap(version, deadline)
-local meta = redis.call('HGET', KEYS[2], ARGV[7])
-if not meta then return {'no_slot'} end
-return {'ok', meta, redis.call('HGET', KEYS[3], ARGV[7])}
+local slot = ARGV[7]
+local room = load_room(slot)
+if not room then return {'no_room'} end
+if room.next and now >= room.next then
+  reap(room)
+  room.slot_meta = redis.call('HGET', KEYS[1], 'm:' .. slot)
+end
+if not room.slot_meta then return {'no_slot'} end
+return {'ok', room.slot_meta, redis.call('HGET', KEYS[2], slot)}

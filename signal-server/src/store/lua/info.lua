@@ -1,12 +1,17 @@
 -- ARGV[7]: 'slots' to list slot metadata, 'since' to return changes after ARGV[8] ('' for none).
-local created, version, deadline = load_room()
-if not created then return {'no_room'} end
-local next_expiry
-version, next_expiry = reap(version, deadline)
-local out = {'ok', tostring(created), tostring(version), tostring(deadline), tostring(next_expiry or '')}
+local room = load_room()
+if not room then return {'no_room'} end
+reap(room)
+local out = {'ok', num(room.created), num(room.version), num(room.deadline),
+             room.next and num(room.next) or ''}
 if ARGV[7] == 'slots' then
-  local all = redis.call('HGETALL', KEYS[2])
-  for i = 1, #all do out[#out + 1] = all[i] end
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 'm:' then
+      out[#out + 1] = string.sub(all[i], 3)
+      out[#out + 1] = all[i + 1]
+    end
+  end
   return out
 end
 local after = ARGV[8]
@@ -15,15 +20,23 @@ if after == '' then
   return out
 end
 after = tonumber(after)
-local log = redis.call('LRANGE', KEYS[4], 0, -1)
-local oldest = nil
-if #log > 0 then oldest = tonumber(string.match(log[1], '"version":(%d+)')) end
-if after > version or (after < version and (not oldest or oldest > after + 1)) then
+local version = room.version
+local function version_of(json) return tonumber(string.match(json, '^{"version":(%d+)')) end
+-- Only the tail the caller lacks: the last (version - after) entries, when the log holds them.
+if after > version then
+  out[#out + 1] = 'truncated'
+  return out
+end
+if after == version then
+  out[#out + 1] = 'complete'
+  return out
+end
+local wanted = version - after
+local log = redis.call('LRANGE', KEYS[3], -wanted, -1)
+if #log < wanted or version_of(log[1]) ~= after + 1 then
   out[#out + 1] = 'truncated'
   return out
 end
 out[#out + 1] = 'complete'
-for i = 1, #log do
-  if tonumber(string.match(log[i], '"version":(%d+)')) > after then out[#out + 1] = log[i] end
-end
+for i = 1, #log do out[#out + 1] = log[i] end
 return out

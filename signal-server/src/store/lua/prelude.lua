@@ -1,5 +1,8 @@
--- Shared by every room script. KEYS: meta, slots, data, log (one hash tag).
+-- Shared by every room script. KEYS: room hash, data hash, log list (one hash tag).
+-- Room hash fields: _created, _version, _deadline (ms), _next (earliest blob expiry, may be early),
+-- _slots (count), and per slot m:<slot> = "version|expires_ms or empty|size|content type".
 -- ARGV: now_ms, code, channel, idle_ms, max_age_ms, log_len, then the script's own.
+-- Written for speed: few redis.calls per write, change JSON built by concatenation.
 local now = tonumber(ARGV[1])
 local code = ARGV[2]
 local channel = ARGV[3]
@@ -8,61 +11,83 @@ local max_age = tonumber(ARGV[5])
 local log_len = tonumber(ARGV[6])
 
 local function drop_room()
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 end
 
--- created, version, deadline of the live room; nil (and its keys dropped) once past the deadline.
-local function load_room()
-  local m = redis.call('HMGET', KEYS[1], 'created', 'version', 'deadline')
+-- The live room as {created, version, deadline, next, slots, slot_meta}, or nil (its keys dropped
+-- once past the deadline). `slot` (optional) also fetches that slot's meta.
+local function load_room(slot)
+  local m
+  if slot then
+    m = redis.call('HMGET', KEYS[1], '_created', '_version', '_deadline', '_next', '_slots', 'm:' .. slot)
+  else
+    m = redis.call('HMGET', KEYS[1], '_created', '_version', '_deadline', '_next', '_slots')
+  end
   if not m[1] then return nil end
-  local deadline = tonumber(m[3])
-  if now >= deadline then drop_room() return nil end
-  return tonumber(m[1]), tonumber(m[2]), deadline
+  local room = {created = tonumber(m[1]), version = tonumber(m[2]), deadline = tonumber(m[3]),
+                next = tonumber(m[4]), slots = tonumber(m[5]) or 0, slot_meta = m[6]}
+  if now >= room.deadline then drop_room() return nil end
+  return room
 end
 
--- slot meta is "version|expires_ms or empty|size|content type"
 local function parse_slot(s)
   local v, e, size, ctype = string.match(s, '^(%d+)|(%d*)|(%d+)|(.*)$')
   return tonumber(v), tonumber(e), tonumber(size), ctype
 end
 
-local function emit(change, deadline)
-  local json = cjson.encode(change)
-  redis.call('RPUSH', KEYS[4], json)
-  redis.call('LTRIM', KEYS[4], -log_len, -1)
-  redis.call('PEXPIREAT', KEYS[4], deadline)
+local function num(n)
+  return string.format('%d', n)
+end
+
+-- A JSON string literal; the fast path covers every name our grammar allows.
+local function str(s)
+  if string.find(s, '[%c"\\\128-\255]') then return cjson.encode(s) end
+  return '"' .. s .. '"'
+end
+
+-- The change as JSON (the shape of model::Change), appended to the bounded log and published.
+local function emit(room, op, slot, extra)
+  local json = '{"version":' .. num(room.version) .. ',"room":' .. str(code) .. ',"op":"' .. op ..
+    '","at":' .. num(now) .. ',"room_expires_at":' .. num(room.deadline)
+  if slot then json = json .. ',"slot":' .. str(slot) end
+  if extra then json = json .. extra end
+  json = json .. '}'
+  if redis.call('RPUSH', KEYS[3], json) > log_len then redis.call('LTRIM', KEYS[3], -log_len, -1) end
   redis.call('PUBLISH', channel, json)
   return json
 end
 
--- Removes blobs past their own TTL, logging each; returns the new version and the next blob expiry.
-local function reap(version, deadline)
-  local all = redis.call('HGETALL', KEYS[2])
+-- Removes blobs past their own TTL (only when the earliest one is due), logging each.
+local function reap(room)
+  if not room.next or now < room.next then return end
+  local all = redis.call('HGETALL', KEYS[1])
   local next_expiry = nil
-  local changed = false
   for i = 1, #all, 2 do
-    local _, e = parse_slot(all[i + 1])
-    if e and now >= e then
-      redis.call('HDEL', KEYS[2], all[i])
-      redis.call('HDEL', KEYS[3], all[i])
-      version = version + 1
-      changed = true
-      emit({room = code, version = version, op = 'expire', slot = all[i], at = now,
-            room_expires_at = deadline}, deadline)
-    elseif e and (not next_expiry or e < next_expiry) then
-      next_expiry = e
+    local field = all[i]
+    if string.sub(field, 1, 2) == 'm:' then
+      local _, e = parse_slot(all[i + 1])
+      local slot = string.sub(field, 3)
+      if e and now >= e then
+        redis.call('HDEL', KEYS[1], field)
+        redis.call('HDEL', KEYS[2], slot)
+        room.version = room.version + 1
+        room.slots = room.slots - 1
+        emit(room, 'expire', slot)
+      elseif e and (not next_expiry or e < next_expiry) then
+        next_expiry = e
+      end
     end
   end
-  if changed then redis.call('HSET', KEYS[1], 'version', version) end
-  return version, next_expiry
+  room.next = next_expiry
+  redis.call('HSET', KEYS[1], '_version', room.version, '_slots', room.slots)
+  if next_expiry then redis.call('HSET', KEYS[1], '_next', next_expiry)
+  else redis.call('HDEL', KEYS[1], '_next') end
 end
 
--- After a client write: bump the idle deadline (capped by max age) on every key of the room.
-local function touch(created, version)
-  local deadline = math.min(now + idle, created + max_age)
-  redis.call('HSET', KEYS[1], 'version', version, 'deadline', deadline)
-  for i = 1, 4 do redis.call('PEXPIREAT', KEYS[i], deadline) end
-  return deadline
+-- Bumps the idle deadline (capped by max age) and sets it on every key of the room.
+local function refresh_deadline(room)
+  room.deadline = math.min(now + idle, room.created + max_age)
+  for i = 1, 3 do redis.call('PEXPIREAT', KEYS[i], room.deadline) end
 end
 
 local function precondition_ok(pre, current)

@@ -1,25 +1,33 @@
 -- ARGV[7] slot, [8] data, [9] content type, [10] precondition ('' | '*' | version),
 -- [11] blob ttl ms or '', [12] max slots.
-local created, version, deadline = load_room()
-if not created then return {'no_room'} end
-version = reap(version, deadline)
 local slot = ARGV[7]
-local cur = redis.call('HGET', KEYS[2], slot)
+local room = load_room(slot)
+if not room then return {'no_room'} end
+if room.next and now >= room.next then
+  reap(room)
+  room.slot_meta = redis.call('HGET', KEYS[1], 'm:' .. slot)
+end
 local cur_version = nil
-if cur then cur_version = parse_slot(cur) end
+if room.slot_meta then cur_version = parse_slot(room.slot_meta) end
 if not precondition_ok(ARGV[10], cur_version) then
   return {'precondition', tostring(cur_version or '')}
 end
-if not cur and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[12]) then return {'too_many_slots'} end
-version = version + 1
+if not cur_version then
+  if room.slots >= tonumber(ARGV[12]) then return {'too_many_slots'} end
+  room.slots = room.slots + 1
+end
+room.version = room.version + 1
+refresh_deadline(room)
 local size = string.len(ARGV[8])
-redis.call('HSET', KEYS[3], slot, ARGV[8])
-local new_deadline = math.min(now + idle, created + max_age)
 local expires = ''
-if ARGV[11] ~= '' then expires = math.min(now + tonumber(ARGV[11]), new_deadline) end
-redis.call('HSET', KEYS[2], slot, version .. '|' .. expires .. '|' .. size .. '|' .. ARGV[9])
-deadline = touch(created, version)
-local change = {room = code, version = version, op = 'put', slot = slot, size = size,
-                content_type = ARGV[9], at = now, room_expires_at = deadline}
-if expires ~= '' then change.expires_at = expires end
-return {'ok', emit(change, deadline)}
+if ARGV[11] ~= '' then
+  expires = math.min(now + tonumber(ARGV[11]), room.deadline)
+  if not room.next or expires < room.next then room.next = expires end
+end
+redis.call('HSET', KEYS[2], slot, ARGV[8])
+redis.call('HSET', KEYS[1], 'm:' .. slot, num(room.version) .. '|' .. (expires == '' and '' or num(expires)) ..
+  '|' .. num(size) .. '|' .. ARGV[9], '_version', room.version, '_deadline', room.deadline,
+  '_slots', room.slots, '_next', room.next or '')
+local extra = ',"size":' .. num(size) .. ',"content_type":' .. str(ARGV[9])
+if expires ~= '' then extra = extra .. ',"expires_at":' .. num(expires) end
+return {'ok', emit(room, 'put', slot, extra)}

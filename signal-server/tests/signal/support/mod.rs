@@ -128,10 +128,7 @@ impl Server {
         }
         let r = req.send().await.unwrap();
         assert_eq!(r.status(), 200, "{:?}", r.text().await);
-        SseClient {
-            stream: Box::pin(r.bytes_stream()),
-            buf: String::new(),
-        }
+        SseClient::from_response(r)
     }
 
     pub async fn ws(&self, path: &str) -> WsClient {
@@ -166,6 +163,13 @@ pub struct SseClient {
 }
 
 impl SseClient {
+    pub fn from_response(r: reqwest::Response) -> Self {
+        Self {
+            stream: Box::pin(r.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
     /// The next event (comments and keep-alives skipped); `None` when the stream ends.
     pub async fn next(&mut self) -> Option<SseEvent> {
         tokio::time::timeout(WAIT, self.next_inner())
