@@ -38,9 +38,25 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
 }
 
-/// Everything a handler may touch; cheap to clone.
+/// Everything a handler may touch, shared behind one `Arc` so per-request clones stay cheap.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<App>);
+
+impl AppState {
+    pub fn new(app: App) -> Self {
+        Self(Arc::new(app))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// The process-wide parts of the service.
+pub struct App {
     pub store: Store,
     pub clock: Clock,
     pub settings: Arc<Settings>,

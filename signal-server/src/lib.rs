@@ -30,7 +30,7 @@ use common::keys::KeySchema;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{AppState, Settings};
+use crate::app::{App, AppState, Settings};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::fanout::Fanout;
@@ -71,7 +71,7 @@ pub async fn serve(
     config.validate()?;
     let metrics = Metrics::new();
     let (store, kind) = open_store(&config, &metrics, &clock, &shutdown).await?;
-    let state = AppState {
+    let state = AppState::new(App {
         store,
         clock,
         settings: Arc::new(settings(&config)?),
@@ -82,7 +82,7 @@ pub async fn serve(
         )),
         watch_caps: WatchCaps::new(config.max_watchers_per_room, config.max_watchers_per_ip),
         shutdown: shutdown.clone(),
-    };
+    });
     tokio::spawn(forget_idle_clients(
         Arc::clone(&state.rate_limits),
         shutdown.clone(),

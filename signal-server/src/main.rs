@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use signal_server::config::Config;
 
+// glibc malloc showed up as a quarter of the CPU profile under write load; mimalloc halves that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `EX_USAGE` from sysexits.h: the configuration was wrong.
 const EXIT_CONFIG: u8 = 64;
 

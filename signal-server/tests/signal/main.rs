@@ -236,3 +236,35 @@ async fn redis_outage_and_recovery() {
         "errors were counted"
     );
 }
+
+/// Every key a room leaves in Redis expires on its own, even after a single write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_room_key_carries_a_ttl() {
+    let redis = RedisServer::start();
+    let s = Server::start(
+        Some(&redis.url()),
+        &["--idle-ttl", "10m", "--max-age", "1h"],
+    )
+    .await;
+    let code = s.create_room().await;
+    s.put_ok(&code, "offer", "o").await;
+    let keys = common::keys::KeySchema::default().room_keys(&code);
+    let check = |keys: &[String]| {
+        for key in keys {
+            let pttl: i64 = redis.cli(&["PTTL", key]).parse().unwrap();
+            // Up to the idle TTL plus the one-minute key slack, never "no TTL" (-1).
+            assert!(pttl > 0 && pttl <= 11 * 60 * 1000, "{key}: PTTL {pttl}");
+        }
+    };
+    check(&keys);
+    assert_eq!(
+        s.delete(&format!("/v1/rooms/{code}/blobs/offer"))
+            .await
+            .status(),
+        204
+    );
+    s.put_ok(&code, "answer", "a").await;
+    check(&keys);
+    assert_eq!(s.delete(&format!("/v1/rooms/{code}")).await.status(), 204);
+    assert_eq!(redis.cli(&["DBSIZE"]), "0", "a deleted room leaves no keys");
+}

@@ -14,5 +14,8 @@ redis.call('HDEL', KEYS[1], 'm:' .. slot)
 room.version = room.version + 1
 room.slots = room.slots - 1
 refresh_deadline(room)
-redis.call('HSET', KEYS[1], '_version', room.version, '_deadline', room.deadline, '_slots', room.slots)
-return {'ok', emit(room, 'delete', slot)}
+local json = emit(room, 'delete', slot)
+expire_keys(room)
+redis.call('HSET', KEYS[1], '_version', room.version, '_deadline', room.deadline, '_slots', room.slots,
+           '_kexp', room.kexp)
+return {'ok', json}

@@ -1,6 +1,6 @@
 -- Shared by every room script. KEYS: room hash, data hash, log list (one hash tag).
 -- Room hash fields: _created, _version, _deadline (ms), _next (earliest blob expiry, may be early),
--- _slots (count), and per slot m:<slot> = "version|expires_ms or empty|size|content type".
+-- _slots (count), _kexp (the keys' PEXPIREAT), and per slot m:<slot> = "version|expires|size|ctype".
 -- ARGV: now_ms, code, channel, idle_ms, max_age_ms, log_len, then the script's own.
 -- Written for speed: few redis.calls per write, change JSON built by concatenation.
 local now = tonumber(ARGV[1])
@@ -19,13 +19,15 @@ end
 local function load_room(slot)
   local m
   if slot then
-    m = redis.call('HMGET', KEYS[1], '_created', '_version', '_deadline', '_next', '_slots', 'm:' .. slot)
+    m = redis.call('HMGET', KEYS[1], '_created', '_version', '_deadline', '_next', '_slots', '_kexp',
+                   'm:' .. slot)
   else
-    m = redis.call('HMGET', KEYS[1], '_created', '_version', '_deadline', '_next', '_slots')
+    m = redis.call('HMGET', KEYS[1], '_created', '_version', '_deadline', '_next', '_slots', '_kexp')
   end
   if not m[1] then return nil end
   local room = {created = tonumber(m[1]), version = tonumber(m[2]), deadline = tonumber(m[3]),
-                next = tonumber(m[4]), slots = tonumber(m[5]) or 0, slot_meta = m[6]}
+                next = tonumber(m[4]), slots = tonumber(m[5]) or 0, kexp = tonumber(m[6]),
+                slot_meta = m[7]}
   if now >= room.deadline then drop_room() return nil end
   return room
 end
@@ -52,7 +54,9 @@ local function emit(room, op, slot, extra)
   if slot then json = json .. ',"slot":' .. str(slot) end
   if extra then json = json .. extra end
   json = json .. '}'
-  if redis.call('RPUSH', KEYS[3], json) > log_len then redis.call('LTRIM', KEYS[3], -log_len, -1) end
+  local len = redis.call('RPUSH', KEYS[3], json)
+  if len == 1 then room.new_keys = true end
+  if len > log_len then redis.call('LTRIM', KEYS[3], -log_len, -1) end
   redis.call('PUBLISH', channel, json)
   return json
 end
@@ -84,10 +88,22 @@ local function reap(room)
   else redis.call('HDEL', KEYS[1], '_next') end
 end
 
--- Bumps the idle deadline (capped by max age) and sets it on every key of the room.
+-- After a client write: the idle deadline moves (capped by max age).
 local function refresh_deadline(room)
   room.deadline = math.min(now + idle, room.created + max_age)
-  for i = 1, 3 do redis.call('PEXPIREAT', KEYS[i], room.deadline) end
+end
+
+-- Keys outlive the logical deadline by up to KEY_SLACK, so a busy room pays three PEXPIREATs once
+-- a minute instead of on every write. Expiry stays exact: load_room drops a room past _deadline.
+-- Call last (keys made by this script need their TTL); returns whether _kexp must be stored.
+local KEY_SLACK = 60000
+local function expire_keys(room)
+  if room.new_keys or not room.kexp or room.kexp < room.deadline then
+    room.kexp = math.min(room.deadline + KEY_SLACK, room.created + max_age + KEY_SLACK)
+    for i = 1, 3 do redis.call('PEXPIREAT', KEYS[i], room.kexp) end
+    return true
+  end
+  return false
 end
 
 local function precondition_ok(pre, current)

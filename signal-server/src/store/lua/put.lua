@@ -24,10 +24,13 @@ if ARGV[11] ~= '' then
   expires = math.min(now + tonumber(ARGV[11]), room.deadline)
   if not room.next or expires < room.next then room.next = expires end
 end
-redis.call('HSET', KEYS[2], slot, ARGV[8])
-redis.call('HSET', KEYS[1], 'm:' .. slot, num(room.version) .. '|' .. (expires == '' and '' or num(expires)) ..
-  '|' .. num(size) .. '|' .. ARGV[9], '_version', room.version, '_deadline', room.deadline,
-  '_slots', room.slots, '_next', room.next or '')
+-- A first field creates the data hash, which then needs its TTL.
+if redis.call('HSET', KEYS[2], slot, ARGV[8]) == 1 and room.slots == 1 then room.new_keys = true end
 local extra = ',"size":' .. num(size) .. ',"content_type":' .. str(ARGV[9])
 if expires ~= '' then extra = extra .. ',"expires_at":' .. num(expires) end
-return {'ok', emit(room, 'put', slot, extra)}
+local json = emit(room, 'put', slot, extra)
+expire_keys(room)
+redis.call('HSET', KEYS[1], 'm:' .. slot, num(room.version) .. '|' .. (expires == '' and '' or num(expires)) ..
+  '|' .. num(size) .. '|' .. ARGV[9], '_version', room.version, '_deadline', room.deadline,
+  '_slots', room.slots, '_next', room.next or '', '_kexp', room.kexp)
+return {'ok', json}
