@@ -220,7 +220,8 @@ impl Config {
         if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}', ':']) {
             return bad("--key-prefix must be non-empty and free of '{', '}' and ':'");
         }
-        if !self.turn_urls.is_empty() && self.turn_secrets()?.is_empty() {
+        let secrets = self.turn_secrets()?;
+        if !self.turn_urls.is_empty() && secrets.is_empty() {
             return bad("--turn-urls needs --turn-secrets or --turn-secrets-file");
         }
         if self.turn_ttl.is_zero() {
@@ -289,6 +290,49 @@ mod tests {
             !debug.contains("newest") && !debug.contains("hunter2"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn secrets_come_from_files_which_win_over_flags() {
+        let dir = std::env::temp_dir().join(format!("sb-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secrets = dir.join("secrets");
+        let url = dir.join("url");
+        std::fs::write(&secrets, "from-file-new\nfrom-file-old\n").unwrap();
+        std::fs::write(&url, "redis://127.0.0.1:6390\n").unwrap();
+        let config = Config::from_args([
+            "s",
+            "--turn-secrets",
+            "from-flag",
+            "--turn-secrets-file",
+            secrets.to_str().unwrap(),
+            "--redis-url-file",
+            url.to_str().unwrap(),
+        ])
+        .unwrap();
+        let minted = common::turn_auth::mint(
+            &config.turn_secrets().unwrap()[0],
+            None,
+            Duration::from_secs(60),
+            0,
+        )
+        .unwrap();
+        let expected = common::turn_auth::SharedSecret::new("from-file-new").unwrap();
+        assert_eq!(
+            minted.credential,
+            common::turn_auth::credential_for(&expected, "60")
+        );
+        assert_eq!(
+            config.redis_url().unwrap().as_deref(),
+            Some("redis://127.0.0.1:6390")
+        );
+        let missing = Config::from_args(["s", "--turn-secrets-file", "/nonexistent/x"]).unwrap();
+        assert!(missing.validate().is_err());
+        assert!(matches!(
+            missing.turn_secrets(),
+            Err(ConfigError::Read { .. })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

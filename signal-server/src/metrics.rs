@@ -67,7 +67,7 @@ impl Metrics {
             blob_bytes_written: counter("sb_blob_bytes_written_total", "Bytes of blobs written"),
             bytes_stored: IntGauge::new(
                 "sb_bytes_stored",
-                "Bytes of blob data held (embedded store; 0 on Redis, see Redis INFO memory)",
+                "Bytes held by the store: blob bytes (embedded) or Redis used_memory (single Redis; not set on a cluster)",
             )
             .expect("valid metric"),
             fanout_messages: counter(

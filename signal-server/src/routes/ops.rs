@@ -35,7 +35,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    if let Some(bytes) = state.store.bytes_stored() {
+    if let Some(bytes) = state.store.bytes_stored().await {
         state.metrics.bytes_stored.set(bytes as i64);
     }
     (

@@ -118,11 +118,11 @@ impl Store {
         }
     }
 
-    /// Bytes of blob data held, where the store can tell cheaply (memory only).
-    pub fn bytes_stored(&self) -> Option<u64> {
+    /// Bytes held: blob bytes in memory, or Redis `used_memory` (single server only).
+    pub async fn bytes_stored(&self) -> Option<u64> {
         match self {
             Store::Memory(s) => Some(s.bytes_stored()),
-            Store::Redis(_) => None,
+            Store::Redis(s) => s.used_memory().await,
         }
     }
 }

@@ -174,6 +174,22 @@ impl RedisStore {
             .map(drop)
     }
 
+    /// Redis `used_memory` of a single server; `None` on a cluster or when Redis does not answer.
+    pub async fn used_memory(&self) -> Option<u64> {
+        let Conn::Single(conn) = &self.conn else {
+            return None;
+        };
+        let mut conn = conn.clone();
+        let cmd = redis::cmd("INFO").arg("memory").clone();
+        let info = self
+            .bounded(async move { cmd.query_async::<String>(&mut conn).await })
+            .await
+            .ok()?;
+        info.lines()
+            .find_map(|line| line.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     pub async fn create_room(&self, code: &RoomCode, now: u64) -> Result<RoomInfo, StoreError> {
         let reply = self.run(&self.scripts.create, code, now, &[]).await?;
         match status(&reply)? {
