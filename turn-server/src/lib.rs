@@ -1,6 +1,10 @@
-//! Switchboard turn-server: a STUN/TURN relay (issue 3). So far only the wire codec exists.
+//! Switchboard turn-server: a STUN/TURN relay (issue 3). So far the wire codec and the sans-IO
+//! server core exist; the socket driver, config and ops endpoints are still to come.
 //!
 //! # Layout
+//! - `core/`: the sans-IO TURN server ([`core::Server`]): allocations, permissions, channels,
+//!   auth (REST credentials via `common::turn_auth`, static users, stateless nonces), peer filter,
+//!   quotas, bandwidth caps, timers. Bytes, addresses and `now` in; actions out.
 //! - `proto/`: sans-IO STUN/TURN codec.
 //!   - `message.rs`: header, class/method, lazy borrowing [`proto::Message`] decoding.
 //!   - `builder.rs`: [`proto::MessageBuilder`], encoding into a reusable `Vec<u8>`.
@@ -11,4 +15,5 @@
 //!   - `error.rs`: [`proto::DecodeError`] and [`proto::EncodeError`].
 //! - `main.rs`: placeholder entry point.
 
+pub mod core;
 pub mod proto;
