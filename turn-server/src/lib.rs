@@ -1,19 +1,140 @@
-//! Switchboard turn-server: a STUN/TURN relay (issue 3). So far the wire codec and the sans-IO
-//! server core exist; the socket driver, config and ops endpoints are still to come.
+//! Switchboard turn-server: a STUN/TURN relay (RFC 8489/8656) that checks the TURN REST
+//! credentials signal-server mints, refuses private peers by default, and drains on SIGTERM.
 //!
 //! # Layout
+//! - `proto/`: sans-IO STUN/TURN codec (messages, attributes, integrity, ChannelData framing).
 //! - `core/`: the sans-IO TURN server ([`core::Server`]): allocations, permissions, channels,
 //!   auth (REST credentials via `common::turn_auth`, static users, stateless nonces), peer filter,
 //!   quotas, bandwidth caps, timers. Bytes, addresses and `now` in; actions out.
-//! - `proto/`: sans-IO STUN/TURN codec.
-//!   - `message.rs`: header, class/method, lazy borrowing [`proto::Message`] decoding.
-//!   - `builder.rs`: [`proto::MessageBuilder`], encoding into a reusable `Vec<u8>`.
-//!   - `attr_type.rs`: [`proto::AttrType`] numbers and which are known (for 420 answers).
-//!   - `attributes.rs`: typed [`proto::Attribute`] decode/encode, XOR addresses.
-//!   - `integrity.rs`: long-term key, MESSAGE-INTEGRITY (HMAC-SHA1), FINGERPRINT (CRC-32).
-//!   - `channel_data.rs`: ChannelData frames and [`proto::peek_frame_len`] for TCP/TLS framing.
-//!   - `error.rs`: [`proto::DecodeError`] and [`proto::EncodeError`].
-//! - `main.rs`: placeholder entry point.
+//! - [`driver`]: the thin tokio layer (UDP/TCP listeners, relay sockets, timers).
+//! - `ops`: `/metrics`, `/healthz`, `/readyz`. [`config`]: flags and env.
+//! - [`run`]: wires it together and drains on shutdown.
 
+pub mod config;
 pub mod core;
+pub mod driver;
+pub mod ops;
 pub mod proto;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError};
+use crate::driver::Shared;
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Bound sockets, so tests can pass `127.0.0.1:0` and learn the ports.
+pub struct Listeners {
+    pub udp: Vec<UdpSocket>,
+    pub tcp: Vec<TcpListener>,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        let mut udp = Vec::new();
+        for addr in &config.listen_udp {
+            udp.push(UdpSocket::bind(addr).await?);
+        }
+        let mut tcp = Vec::new();
+        for addr in &config.listen_tcp {
+            tcp.push(TcpListener::bind(addr).await?);
+        }
+        Ok(Self {
+            udp,
+            tcp,
+            http: TcpListener::bind(config.http_listen).await?,
+        })
+    }
+}
+
+/// Serves until `shutdown`, then refuses new allocations and keeps relaying until the last
+/// allocation ends or `--drain-timeout` passes.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    config.validate()?;
+    let now_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let core = core::Server::new(
+        config.core(rand::random())?,
+        tokio::time::Instant::now().into_std(),
+        now_unix,
+    );
+    let stop = CancellationToken::new();
+    let mut udp = HashMap::new();
+    for socket in listeners.udp {
+        udp.insert(socket.local_addr()?, Arc::new(socket));
+    }
+    let probe = udp
+        .keys()
+        .next()
+        .map(|addr: &SocketAddr| loopback_of(*addr));
+    let shared = Shared::new(
+        core,
+        udp.clone(),
+        config.relay_ip,
+        config.relay_ports.0.clone(),
+        stop.clone(),
+    );
+    for socket in udp.values() {
+        tokio::spawn(Arc::clone(&shared).udp_loop(Arc::clone(socket)));
+    }
+    for listener in listeners.tcp {
+        tracing::info!(addr = ?listener.local_addr().ok(), "TURN over TCP");
+        tokio::spawn(Arc::clone(&shared).tcp_accept_loop(listener));
+    }
+    tokio::spawn(Arc::clone(&shared).timer_loop());
+    let http = axum::serve(listeners.http, ops::router(Arc::clone(&shared), probe))
+        .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let http = tokio::spawn(http.into_future());
+    tracing::info!(udp = ?udp.keys().collect::<Vec<_>>(), "turn-server listening");
+
+    shutdown.cancelled().await;
+    shared.draining.store(true, Ordering::Relaxed);
+    shared.core().start_drain();
+    let remaining = shared.core().allocation_count();
+    tracing::info!(remaining, timeout = ?config.drain_timeout, "draining: no new allocations");
+    let deadline = tokio::time::Instant::now() + config.drain_timeout;
+    while shared.core().allocation_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    let _ = http.await;
+    tracing::info!(
+        left = shared.core().allocation_count(),
+        "turn-server stopped"
+    );
+    Ok(())
+}
+
+/// The loopback address of the listener's family when it listens on every address.
+fn loopback_of(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], a.port()))
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), a.port())
+        }
+        other => other,
+    }
+}

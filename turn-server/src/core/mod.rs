@@ -344,6 +344,18 @@ impl Server {
         self.timers.first().map(|&(deadline, _)| deadline)
     }
 
+    /// A stream client (TCP/TLS) went away: its allocation goes with it (RFC 8656 §3.1).
+    pub fn client_closed(&mut self, client: ClientAddr) {
+        if let Some(id) = self.by_client.get(&client).copied() {
+            self.remove_allocation(id);
+        }
+    }
+
+    /// Whether [`Server::poll_transmit`] or [`Server::poll_command`] has something.
+    pub fn has_output(&self) -> bool {
+        !self.transmits.is_empty() || !self.commands.is_empty()
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }

@@ -1,0 +1,353 @@
+//! The tokio driver: sockets in, [`crate::core::Server`] decides, sockets out.
+//!
+//! One task per UDP listener, per TCP connection and per relay socket; the core sits behind one
+//! short-held lock (no await while holding it). ChannelData is forwarded in place: relay sockets
+//! receive behind 4 bytes of headroom where the ChannelData header is written, so a packet is
+//! never copied on UDP.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::core::{ClientAction, ClientAddr, Command, PeerAction, Server, Transmit, Transport};
+use crate::proto::{CHANNEL_DATA_HEADER_LEN, peek_frame_len};
+
+/// Largest UDP payload we receive (the IPv4 maximum).
+const MAX_DATAGRAM: usize = 65_535;
+/// Frames queued for one slow TCP client before further ones are dropped.
+const TCP_QUEUE: usize = 256;
+
+/// Counters of the driver itself (the core counts protocol events).
+#[derive(Debug, Default)]
+pub struct DriverStats {
+    pub send_errors: AtomicU64,
+    pub relay_bind_failures: AtomicU64,
+    pub tcp_queue_drops: AtomicU64,
+}
+
+/// State shared by every task of one server.
+pub struct Shared {
+    core: Mutex<Server>,
+    started: Instant,
+    udp: HashMap<SocketAddr, Arc<UdpSocket>>,
+    tcp: Mutex<HashMap<ClientAddr, mpsc::Sender<Vec<u8>>>>,
+    relays: Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, CancellationToken)>>,
+    relay_ip: Option<IpAddr>,
+    relay_ports: RangeInclusive<u16>,
+    timer_wake: Notify,
+    pub draining: AtomicBool,
+    pub stats: DriverStats,
+    /// Cancelled when the process stops relaying (after drain).
+    stop: CancellationToken,
+}
+
+impl Shared {
+    pub fn new(
+        core: Server,
+        udp: HashMap<SocketAddr, Arc<UdpSocket>>,
+        relay_ip: Option<IpAddr>,
+        relay_ports: RangeInclusive<u16>,
+        stop: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            core: Mutex::new(core),
+            started: Instant::now(),
+            udp,
+            tcp: Mutex::default(),
+            relays: Mutex::default(),
+            relay_ip,
+            relay_ports,
+            timer_wake: Notify::new(),
+            draining: AtomicBool::new(false),
+            stats: DriverStats::default(),
+            stop,
+        })
+    }
+
+    pub fn core(&self) -> MutexGuard<'_, Server> {
+        self.core.lock().expect("core lock poisoned")
+    }
+
+    fn now(&self) -> Instant {
+        // Tokio's clock, so paused-time tests steer expiry too.
+        tokio::time::Instant::now().into_std().max(self.started)
+    }
+
+    fn relay_socket(&self, relay: SocketAddr) -> Option<Arc<UdpSocket>> {
+        let relays = self.relays.lock().expect("relay lock poisoned");
+        relays.get(&relay).map(|(socket, _)| Arc::clone(socket))
+    }
+
+    /// Sends queued responses and carries out queued commands until the core has none left.
+    async fn flush(self: &Arc<Self>) {
+        loop {
+            let (transmits, commands) = {
+                let mut core = self.core();
+                if !core.has_output() {
+                    return;
+                }
+                let transmits: Vec<Transmit> =
+                    std::iter::from_fn(|| core.poll_transmit()).collect();
+                let commands: Vec<Command> = std::iter::from_fn(|| core.poll_command()).collect();
+                (transmits, commands)
+            };
+            for t in transmits {
+                self.send_to_client(t.to, &t.data).await;
+            }
+            for command in commands {
+                self.execute(command);
+            }
+            self.timer_wake.notify_one();
+        }
+    }
+
+    fn execute(self: &Arc<Self>, command: Command) {
+        match command {
+            Command::BindRelay { id, client, ipv6 } => {
+                let bound = self.bind_relay(client, ipv6);
+                let now = self.now();
+                self.core().relay_bound(now, id, bound);
+            }
+            Command::ReleaseRelay { relay } => {
+                let removed = self
+                    .relays
+                    .lock()
+                    .expect("relay lock poisoned")
+                    .remove(&relay);
+                if let Some((_, cancel)) = removed {
+                    cancel.cancel();
+                }
+            }
+        }
+    }
+
+    /// Binds a relay socket on a random port of the range and starts its task.
+    fn bind_relay(self: &Arc<Self>, client: ClientAddr, ipv6: bool) -> Option<SocketAddr> {
+        let ip = match (self.relay_ip, ipv6) {
+            (Some(ip), _) if ip.is_ipv6() == ipv6 => ip,
+            // Unless told otherwise, relay from the address the client reached, so the relay is
+            // reachable where the listener is.
+            _ if client.local.is_ipv6() == ipv6 && !client.local.ip().is_unspecified() => {
+                client.local.ip()
+            }
+            _ if ipv6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        };
+        let (low, high) = (*self.relay_ports.start(), *self.relay_ports.end());
+        let span = u32::from(high - low) + 1;
+        let start = rand::random::<u32>() % span;
+        for attempt in 0..span.min(64) {
+            let port = low + ((start + attempt) % span) as u16;
+            let Ok(std_socket) = std::net::UdpSocket::bind(SocketAddr::new(ip, port)) else {
+                continue;
+            };
+            let Ok(socket) = std_socket
+                .set_nonblocking(true)
+                .and_then(|()| UdpSocket::from_std(std_socket))
+            else {
+                continue;
+            };
+            let Ok(addr) = socket.local_addr() else {
+                continue;
+            };
+            let socket = Arc::new(socket);
+            let cancel = self.stop.child_token();
+            self.relays
+                .lock()
+                .expect("relay lock poisoned")
+                .insert(addr, (Arc::clone(&socket), cancel.clone()));
+            tokio::spawn(Arc::clone(self).relay_loop(socket, addr, cancel));
+            return Some(addr);
+        }
+        self.stats
+            .relay_bind_failures
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("no free relay port");
+        None
+    }
+
+    async fn send_to_client(&self, to: ClientAddr, bytes: &[u8]) {
+        match to.transport {
+            Transport::Udp => {
+                let Some(socket) = self.udp.get(&to.local) else {
+                    return;
+                };
+                if socket.send_to(bytes, to.remote).await.is_err() {
+                    self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Transport::Tcp | Transport::Tls => {
+                let sender = self
+                    .tcp
+                    .lock()
+                    .expect("tcp lock poisoned")
+                    .get(&to)
+                    .cloned();
+                let Some(sender) = sender else { return };
+                let mut frame = bytes.to_vec();
+                // ChannelData over streams is padded to 4 bytes (RFC 8656 §12.5); STUN already is.
+                frame.resize(frame.len().next_multiple_of(4), 0);
+                if sender.try_send(frame).is_err() {
+                    self.stats.tcp_queue_drops.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Handles one client packet and forwards what the core says to forward.
+    async fn client_packet(self: &Arc<Self>, client: ClientAddr, packet: &[u8]) {
+        let now = self.now();
+        let action = self.core().handle_client(now, client, packet);
+        if let ClientAction::ToPeer { relay, peer, data } = action
+            && let Some(socket) = self.relay_socket(relay)
+            && socket.send_to(&packet[data], peer).await.is_err()
+        {
+            self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.flush().await;
+    }
+
+    async fn relay_loop(
+        self: Arc<Self>,
+        socket: Arc<UdpSocket>,
+        relay: SocketAddr,
+        cancel: CancellationToken,
+    ) {
+        let mut buf = vec![0u8; CHANNEL_DATA_HEADER_LEN + MAX_DATAGRAM];
+        loop {
+            let received = tokio::select! {
+                () = cancel.cancelled() => return,
+                r = socket.recv_from(&mut buf[CHANNEL_DATA_HEADER_LEN..]) => r,
+            };
+            // ICMP errors surface as recv errors on some systems; they do not end the relay.
+            let Ok((n, peer)) = received else { continue };
+            let now = self.now();
+            let payload = &buf[CHANNEL_DATA_HEADER_LEN..CHANNEL_DATA_HEADER_LEN + n];
+            let action = self.core().handle_peer(now, relay, peer, payload);
+            match action {
+                PeerAction::ChannelData { to, header } => {
+                    buf[..CHANNEL_DATA_HEADER_LEN].copy_from_slice(&header);
+                    self.send_to_client(to, &buf[..CHANNEL_DATA_HEADER_LEN + n])
+                        .await;
+                }
+                PeerAction::Queued => self.flush().await,
+                PeerAction::Drop => {}
+            }
+        }
+    }
+
+    pub async fn udp_loop(self: Arc<Self>, socket: Arc<UdpSocket>) {
+        let Ok(local) = socket.local_addr() else {
+            return;
+        };
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let received = tokio::select! {
+                () = self.stop.cancelled() => return,
+                r = socket.recv_from(&mut buf) => r,
+            };
+            let Ok((n, remote)) = received else { continue };
+            let client = ClientAddr {
+                transport: Transport::Udp,
+                remote,
+                local,
+            };
+            self.client_packet(client, &buf[..n]).await;
+        }
+    }
+
+    pub async fn tcp_accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let accepted = tokio::select! {
+                () = self.stop.cancelled() => return,
+                r = listener.accept() => r,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(Arc::clone(&self).tcp_connection(stream));
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    async fn tcp_connection(self: Arc<Self>, stream: TcpStream) {
+        let (Ok(remote), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let client = ClientAddr {
+            transport: Transport::Tcp,
+            remote,
+            local,
+        };
+        let (mut reader, mut writer) = stream.into_split();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
+        self.tcp
+            .lock()
+            .expect("tcp lock poisoned")
+            .insert(client, tx);
+        let writer_task = tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if writer.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut buf = BytesMut::with_capacity(4096);
+        'read: loop {
+            let read = tokio::select! {
+                () = self.stop.cancelled() => break,
+                r = reader.read_buf(&mut buf) => r,
+            };
+            if !matches!(read, Ok(n) if n > 0) {
+                break;
+            }
+            loop {
+                match peek_frame_len(&buf) {
+                    Ok(Some(len)) if buf.len() >= len => {
+                        let frame = buf.split_to(len);
+                        self.client_packet(client, &frame).await;
+                    }
+                    Ok(_) => break,
+                    // Not STUN or ChannelData: the stream cannot be resynchronised.
+                    Err(_) => break 'read,
+                }
+            }
+        }
+        self.tcp.lock().expect("tcp lock poisoned").remove(&client);
+        self.core().client_closed(client);
+        self.flush().await;
+        writer_task.abort();
+    }
+
+    /// Runs expiry at the core's deadlines until `stop`.
+    pub async fn timer_loop(self: Arc<Self>) {
+        loop {
+            let next = self.core().poll_timeout();
+            let wait = next.map_or(Duration::from_secs(3600), |at| {
+                at.saturating_duration_since(self.now())
+            });
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                () = self.timer_wake.notified() => continue,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let now = self.now();
+            self.core().handle_timeout(now);
+            self.flush().await;
+        }
+    }
+}

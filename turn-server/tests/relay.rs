@@ -1,0 +1,388 @@
+//! turn-server end to end on loopback: real UDP/TCP sockets, a client speaking our codec, a UDP
+//! peer, REST credentials minted with `common::turn_auth` as signal-server mints them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::turn_auth::{SharedSecret, mint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use turn_server::config::Config;
+use turn_server::proto::{
+    AttrType, Attribute, ChannelNumber, Class, Message, MessageBuilder, Method, PROTOCOL_UDP,
+    TransactionId, long_term_key, peek_frame_len,
+};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+struct Running {
+    udp: SocketAddr,
+    tcp: SocketAddr,
+    http: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), turn_server::RunError>>,
+}
+
+async fn start() -> Running {
+    let config = Config::from_args([
+        "turn-server",
+        "--listen-udp",
+        "127.0.0.1:0",
+        "--listen-tcp",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--secrets",
+        "newest,older",
+        "--allow-peer",
+        "127.0.0.0/8",
+        "--relay-ports",
+        "20000-60000",
+        "--drain-timeout",
+        "5s",
+        "--log-format",
+        "text",
+    ])
+    .unwrap();
+    let listeners = turn_server::Listeners::bind(&config).await.unwrap();
+    let udp = listeners.udp[0].local_addr().unwrap();
+    let tcp = listeners.tcp[0].local_addr().unwrap();
+    let http = format!("http://{}", listeners.http.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(turn_server::run(config, listeners, shutdown.clone()));
+    Running {
+        udp,
+        tcp,
+        http,
+        shutdown,
+        task,
+    }
+}
+
+/// Something that carries STUN/ChannelData to the server: a UDP socket or a TCP stream.
+enum Link {
+    Udp(UdpSocket, SocketAddr),
+    Tcp(TcpStream, Vec<u8>),
+}
+
+impl Link {
+    async fn send(&mut self, bytes: &[u8]) {
+        match self {
+            Link::Udp(s, to) => {
+                s.send_to(bytes, *to).await.unwrap();
+            }
+            Link::Tcp(s, _) => {
+                let mut framed = bytes.to_vec();
+                framed.resize(framed.len().next_multiple_of(4), 0);
+                s.write_all(&framed).await.unwrap();
+            }
+        }
+    }
+
+    async fn recv(&mut self) -> Vec<u8> {
+        tokio::time::timeout(WAIT, self.recv_inner())
+            .await
+            .expect("a packet in time")
+    }
+
+    async fn recv_inner(&mut self) -> Vec<u8> {
+        match self {
+            Link::Udp(s, _) => {
+                let mut buf = vec![0; 65536];
+                let n = s.recv(&mut buf).await.unwrap();
+                buf.truncate(n);
+                buf
+            }
+            Link::Tcp(s, pending) => loop {
+                if let Ok(Some(len)) = peek_frame_len(pending)
+                    && pending.len() >= len
+                {
+                    return pending.drain(..len).collect();
+                }
+                let mut chunk = [0u8; 4096];
+                let n = s.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "server closed the stream");
+                pending.extend_from_slice(&chunk[..n]);
+            },
+        }
+    }
+}
+
+struct Client {
+    link: Link,
+    user: String,
+    key: [u8; 16],
+    nonce: String,
+    txn: u8,
+}
+
+impl Client {
+    async fn new(link: Link) -> Self {
+        let secret = SharedSecret::new("newest").unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let cred = mint(&secret, Some("alice"), Duration::from_secs(600), now).unwrap();
+        let key = long_term_key(&cred.username, "switchboard", &cred.credential);
+        Self {
+            link,
+            user: cred.username,
+            key,
+            nonce: String::new(),
+            txn: 0,
+        }
+    }
+
+    fn txn(&mut self) -> TransactionId {
+        self.txn += 1;
+        TransactionId([self.txn; 12])
+    }
+
+    /// Sends an authenticated request (fetching a nonce on 401/438) and returns the response.
+    async fn request(&mut self, method: Method, attrs: &[Attribute<'_>]) -> Vec<u8> {
+        for _ in 0..2 {
+            let txn = self.txn();
+            let mut out = Vec::new();
+            let mut b = MessageBuilder::new(&mut out, Class::Request, method, txn);
+            for a in attrs {
+                b.add(a);
+            }
+            if !self.nonce.is_empty() {
+                b.add(&Attribute::Username(&self.user))
+                    .add(&Attribute::Realm("switchboard"))
+                    .add(&Attribute::Nonce(&self.nonce))
+                    .message_integrity(&self.key);
+            }
+            b.fingerprint();
+            b.finish().unwrap();
+            self.link.send(&out).await;
+            let resp = self.link.recv().await;
+            let msg = Message::decode(&resp).unwrap();
+            assert_eq!(msg.transaction_id(), txn);
+            if let Some(Ok(Attribute::ErrorCode(e))) = msg.attribute(AttrType::ERROR_CODE)
+                && matches!(e.code, 401 | 438)
+                && let Some(Ok(Attribute::Nonce(n))) = msg.attribute(AttrType::NONCE)
+            {
+                self.nonce = n.to_owned();
+                continue;
+            }
+            return resp;
+        }
+        panic!("no answer after the nonce challenge");
+    }
+
+    async fn allocate(&mut self) -> SocketAddr {
+        let resp = self
+            .request(
+                Method::ALLOCATE,
+                &[Attribute::RequestedTransport(PROTOCOL_UDP)],
+            )
+            .await;
+        let msg = Message::decode(&resp).unwrap();
+        assert_eq!(
+            msg.class(),
+            Class::Success,
+            "{:?}",
+            msg.attribute(AttrType::ERROR_CODE)
+        );
+        msg.verify_integrity(&self.key).unwrap();
+        match msg.attribute(AttrType::XOR_RELAYED_ADDRESS) {
+            Some(Ok(Attribute::XorRelayedAddress(a))) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn class_of(bytes: &[u8]) -> Class {
+    Message::decode(bytes).unwrap().class()
+}
+
+async fn relay_round_trips(mut client: Client) {
+    let relay = client.allocate().await;
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let resp = client
+        .request(
+            Method::CREATE_PERMISSION,
+            &[Attribute::XorPeerAddress(peer_addr)],
+        )
+        .await;
+    assert_eq!(class_of(&resp), Class::Success);
+
+    // Send indication -> peer sees it from the relay address.
+    let mut send = Vec::new();
+    let mut b = MessageBuilder::new(
+        &mut send,
+        Class::Indication,
+        Method::SEND,
+        TransactionId([99; 12]),
+    );
+    b.add(&Attribute::XorPeerAddress(peer_addr))
+        .add(&Attribute::Data(b"via send"));
+    b.finish().unwrap();
+    client.link.send(&send).await;
+    let mut buf = [0u8; 1500];
+    let (n, from) = tokio::time::timeout(WAIT, peer.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((&buf[..n], from), (&b"via send"[..], relay));
+
+    // Peer -> client as a Data indication.
+    peer.send_to(b"pong", relay).await.unwrap();
+    let data = client.link.recv().await;
+    let msg = Message::decode(&data).unwrap();
+    assert_eq!(
+        (msg.class(), msg.method()),
+        (Class::Indication, Method::DATA)
+    );
+    assert!(matches!(
+        msg.attribute(AttrType::DATA),
+        Some(Ok(Attribute::Data(b"pong")))
+    ));
+
+    // A channel: ChannelData both ways.
+    let number = ChannelNumber::new(0x4000).unwrap();
+    let resp = client
+        .request(
+            Method::CHANNEL_BIND,
+            &[
+                Attribute::ChannelNumber(number),
+                Attribute::XorPeerAddress(peer_addr),
+            ],
+        )
+        .await;
+    assert_eq!(class_of(&resp), Class::Success);
+    client
+        .link
+        .send(&[0x40, 0x00, 0x00, 0x05, b'h', b'e', b'l', b'l', b'o'])
+        .await;
+    let (n, from) = tokio::time::timeout(WAIT, peer.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((&buf[..n], from), (&b"hello"[..], relay));
+    peer.send_to(b"back!", relay).await.unwrap();
+    let frame = client.link.recv().await;
+    assert_eq!(&frame[..4], &[0x40, 0x00, 0x00, 0x05]);
+    assert_eq!(&frame[4..9], b"back!");
+
+    // Refresh with lifetime 0 releases the relay.
+    let resp = client
+        .request(Method::REFRESH, &[Attribute::Lifetime(0)])
+        .await;
+    assert_eq!(class_of(&resp), Class::Success);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_over_udp_and_tcp_and_counts_it() {
+    let server = start().await;
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    relay_round_trips(Client::new(Link::Udp(udp, server.udp)).await).await;
+    let tcp = TcpStream::connect(server.tcp).await.unwrap();
+    relay_round_trips(Client::new(Link::Tcp(tcp, Vec::new())).await).await;
+
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("{}/metrics", server.http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "turn_allocations_created_total 2",
+        "turn_relayed_packets_total{direction=\"to_peer\"} 4",
+        "turn_relayed_packets_total{direction=\"to_client\"} 4",
+        "turn_allocations_active 0",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+    assert_eq!(
+        http.get(format!("{}/readyz", server.http))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{}/healthz", server.http))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    server.shutdown.cancel();
+    tokio::time::timeout(WAIT, server.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_refuses_new_allocations_but_keeps_relaying() {
+    let server = start().await;
+    let mut old = Client::new(Link::Udp(
+        UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+        server.udp,
+    ))
+    .await;
+    let relay = old.allocate().await;
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    old.request(
+        Method::CREATE_PERMISSION,
+        &[Attribute::XorPeerAddress(peer_addr)],
+    )
+    .await;
+
+    server.shutdown.cancel();
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while http
+        .get(format!("{}/readyz", server.http))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 503
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut new = Client::new(Link::Udp(
+        UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+        server.udp,
+    ))
+    .await;
+    let resp = new
+        .request(
+            Method::ALLOCATE,
+            &[Attribute::RequestedTransport(PROTOCOL_UDP)],
+        )
+        .await;
+    assert!(
+        matches!(Message::decode(&resp).unwrap().attribute(AttrType::ERROR_CODE), Some(Ok(Attribute::ErrorCode(e))) if e.code == 508)
+    );
+
+    peer.send_to(b"still here", relay).await.unwrap();
+    let data = old.link.recv().await;
+    assert!(matches!(
+        Message::decode(&data).unwrap().attribute(AttrType::DATA),
+        Some(Ok(Attribute::Data(b"still here")))
+    ));
+    // The last allocation ending lets the server exit before the drain timeout.
+    old.request(Method::REFRESH, &[Attribute::Lifetime(0)])
+        .await;
+    tokio::time::timeout(WAIT, server.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
