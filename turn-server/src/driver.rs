@@ -112,8 +112,13 @@ impl Shared {
 
     fn execute(self: &Arc<Self>, command: Command) {
         match command {
-            Command::BindRelay { id, client, ipv6 } => {
-                let bound = self.bind_relay(client, ipv6);
+            Command::BindRelay {
+                id,
+                client,
+                ipv6,
+                even_port,
+            } => {
+                let bound = self.bind_relay(client, ipv6, even_port);
                 let now = self.now();
                 self.core().relay_bound(now, id, bound);
             }
@@ -131,7 +136,12 @@ impl Shared {
     }
 
     /// Binds a relay socket on a random port of the range and starts its task.
-    fn bind_relay(self: &Arc<Self>, client: ClientAddr, ipv6: bool) -> Option<SocketAddr> {
+    fn bind_relay(
+        self: &Arc<Self>,
+        client: ClientAddr,
+        ipv6: bool,
+        even_port: bool,
+    ) -> Option<SocketAddr> {
         let ip = match (self.relay_ip, ipv6) {
             (Some(ip), _) if ip.is_ipv6() == ipv6 => ip,
             // Unless told otherwise, relay from the address the client reached, so the relay is
@@ -146,7 +156,13 @@ impl Shared {
         let span = u32::from(high - low) + 1;
         let start = rand::random::<u32>() % span;
         for attempt in 0..span.min(64) {
-            let port = low + ((start + attempt) % span) as u16;
+            let mut port = low + ((start + attempt) % span) as u16;
+            if even_port {
+                port &= !1;
+                if port < low {
+                    continue;
+                }
+            }
             let Ok(std_socket) = std::net::UdpSocket::bind(SocketAddr::new(ip, port)) else {
                 continue;
             };

@@ -457,8 +457,8 @@ fn channel_data_errors() {
         Err(DecodeError::TruncatedHeader { len: 3 })
     );
     assert_eq!(
-        ChannelData::decode(&[0x50, 0x00, 0x00, 0x00]),
-        Err(DecodeError::BadChannelNumber(0x5000))
+        ChannelData::decode(&[0x7F, 0xFF, 0x00, 0x00]),
+        Err(DecodeError::BadChannelNumber(0x7FFF))
     );
     assert_eq!(
         ChannelData::decode(&[0x00, 0x01, 0x00, 0x00]),

@@ -144,6 +144,7 @@ impl Harness {
             id,
             client: c,
             ipv6: false,
+            even_port: false,
         }) = self.server.poll_command()
         else {
             panic!("no BindRelay");

@@ -102,11 +102,13 @@ pub struct Transmit {
 /// Work for the driver outside the request/response flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Bind a relay UDP socket (IPv6 if `ipv6`), then call [`Server::relay_bound`] with `id`.
+    /// Bind a relay UDP socket (IPv6 if `ipv6`, on an even port if `even_port`), then call
+    /// [`Server::relay_bound`] with `id`.
     BindRelay {
         id: u64,
         client: ClientAddr,
         ipv6: bool,
+        even_port: bool,
     },
     /// The allocation ended: close its relay socket.
     ReleaseRelay { relay: SocketAddr },
@@ -631,10 +633,10 @@ impl Server {
             }
             _ => return refuse(ErrorCode::BAD_REQUEST),
         }
-        // Reserved even/odd port pairs are not offered.
-        if msg.attribute(AttrType::EVEN_PORT).is_some()
-            || msg.attribute(AttrType::RESERVATION_TOKEN).is_some()
-        {
+        // EVEN-PORT gets an even port; its R bit (reserve the next port) is not honoured, so no
+        // RESERVATION-TOKEN is ever issued and one presented cannot be valid (RFC 8656 §7.2).
+        let even_port = msg.attribute(AttrType::EVEN_PORT).is_some();
+        if msg.attribute(AttrType::RESERVATION_TOKEN).is_some() {
             return refuse(ErrorCode::INSUFFICIENT_CAPACITY);
         }
         let ipv6 = match msg.attribute(AttrType::REQUESTED_ADDRESS_FAMILY) {
@@ -673,8 +675,12 @@ impl Server {
                 lifetime,
             },
         );
-        self.commands
-            .push_back(Command::BindRelay { id, client, ipv6 });
+        self.commands.push_back(Command::BindRelay {
+            id,
+            client,
+            ipv6,
+            even_port,
+        });
         Ok(())
     }
 

@@ -6,7 +6,8 @@ use super::message::{HEADER_LEN, MAGIC_COOKIE, be16, be32, padded};
 /// Size of the ChannelData header: channel number and data length.
 pub const CHANNEL_DATA_HEADER_LEN: usize = 4;
 
-/// A channel number in the range RFC 8656 §12 gives to clients, 0x4000..=0x4FFF.
+/// A channel number: 0x4000..=0x7FFE. RFC 8656 §12 gives clients 0x4000..=0x4FFF, but RFC 5766
+/// allowed up to 0x7FFE and deployed clients (coturn's own test client among them) still use it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelNumber(u16);
 
@@ -14,9 +15,9 @@ impl ChannelNumber {
     /// The lowest valid channel number.
     pub const MIN: Self = Self(0x4000);
     /// The highest valid channel number.
-    pub const MAX: Self = Self(0x4FFF);
+    pub const MAX: Self = Self(0x7FFE);
 
-    /// A channel number, `None` outside 0x4000..=0x4FFF.
+    /// A channel number, `None` outside 0x4000..=0x7FFE.
     pub const fn new(value: u16) -> Option<Self> {
         if value >= Self::MIN.0 && value <= Self::MAX.0 {
             Some(Self(value))
@@ -151,8 +152,8 @@ mod tests {
     fn channel_number_range_is_inclusive() {
         assert_eq!(ChannelNumber::new(0x3FFF), None);
         assert_eq!(ChannelNumber::new(0x4000), Some(ChannelNumber::MIN));
-        assert_eq!(ChannelNumber::new(0x4FFF), Some(ChannelNumber::MAX));
-        assert_eq!(ChannelNumber::new(0x5000), None);
+        assert_eq!(ChannelNumber::new(0x7FFE), Some(ChannelNumber::MAX));
+        assert_eq!(ChannelNumber::new(0x7FFF), None);
     }
 
     #[test]
@@ -171,8 +172,8 @@ mod tests {
         assert_eq!(peek_frame_len(&[0x40, 0x01, 0x00]), Ok(None));
         assert_eq!(peek_frame_len(&[0x40, 0x01, 0x00, 0x05]), Ok(Some(12)));
         assert_eq!(
-            peek_frame_len(&[0x50, 0x00]),
-            Err(DecodeError::BadChannelNumber(0x5000))
+            peek_frame_len(&[0x7F, 0xFF]),
+            Err(DecodeError::BadChannelNumber(0x7FFF))
         );
     }
 }

@@ -52,8 +52,8 @@ pub enum DecodeError {
     /// MESSAGE-INTEGRITY does not match the key.
     #[error("MESSAGE-INTEGRITY mismatch")]
     BadIntegrity,
-    /// A ChannelData frame or CHANNEL-NUMBER outside 0x4000..=0x4FFF (RFC 8656 §12).
-    #[error("channel number {0:#06x} outside 0x4000..=0x4FFF")]
+    /// A ChannelData frame or CHANNEL-NUMBER outside 0x4000..=0x7FFE (RFC 8656 §12, RFC 5766).
+    #[error("channel number {0:#06x} outside 0x4000..=0x7FFE")]
     BadChannelNumber(u16),
 }
 
