@@ -34,6 +34,18 @@ pub struct Config {
     #[arg(long, env = "TURN_LISTEN_TCP", value_delimiter = ',')]
     pub listen_tcp: Vec<SocketAddr>,
 
+    /// TLS addresses for `turns:` (comma-separated); needs --tls-cert and --tls-key.
+    #[arg(long, env = "TURN_LISTEN_TLS", value_delimiter = ',')]
+    pub listen_tls: Vec<SocketAddr>,
+
+    /// PEM certificate chain for TLS.
+    #[arg(long, env = "TURN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for TLS.
+    #[arg(long, env = "TURN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
     /// HTTP address for /metrics, /healthz and /readyz.
     #[arg(long, env = "TURN_HTTP_LISTEN", default_value = "127.0.0.1:9641")]
     pub http_listen: SocketAddr,
@@ -223,8 +235,11 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
-        if self.listen_udp.is_empty() && self.listen_tcp.is_empty() {
-            return bad("need at least one --listen-udp or --listen-tcp address");
+        if self.listen_udp.is_empty() && self.listen_tcp.is_empty() && self.listen_tls.is_empty() {
+            return bad("need at least one --listen-udp, --listen-tcp or --listen-tls address");
+        }
+        if !self.listen_tls.is_empty() {
+            self.tls_acceptor()?;
         }
         let credentials = self.credentials()?;
         if credentials.secrets.is_empty() && credentials.users.is_empty() {
@@ -262,14 +277,40 @@ impl Config {
         })
     }
 
+    /// The TLS acceptor from `--tls-cert` and `--tls-key`.
+    pub fn tls_acceptor(&self) -> Result<tokio_rustls::TlsAcceptor, ConfigError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Err(ConfigError::Invalid(
+                "--listen-tls needs --tls-cert and --tls-key".into(),
+            ));
+        };
+        let pem_error = |path: &PathBuf, e: rustls_pki_types::pem::Error| {
+            ConfigError::Invalid(format!("{}: {e}", path.display()))
+        };
+        let chain = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| pem_error(cert, e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| pem_error(cert, e))?;
+        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e))?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key_der))
+            .map_err(|e| ConfigError::Invalid(format!("TLS: {e}")))?;
+        Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+    }
+
     pub fn summary(&self) -> String {
         let creds = self.credentials().map(|c| (c.secrets.len(), c.users.len()));
         let (secrets, users) = creds.unwrap_or((0, 0));
         format!(
-            "udp={:?} tcp={:?} http={} realm={} secrets={secrets} static_users={users} relay_ports={:?} \
+            "udp={:?} tcp={:?} tls={:?} http={} realm={} secrets={secrets} static_users={users} relay_ports={:?} \
              external_ip={:?} allow_peer={:?} deny_peer={:?}",
             self.listen_udp,
             self.listen_tcp,
+            self.listen_tls,
             self.http_listen,
             self.realm,
             self.relay_ports.0,

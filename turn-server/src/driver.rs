@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Notify, mpsc};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::{ClientAction, ClientAddr, Command, PeerAction, Server, Transmit, Transport};
@@ -25,6 +26,8 @@ use crate::proto::{CHANNEL_DATA_HEADER_LEN, peek_frame_len};
 const MAX_DATAGRAM: usize = 65_535;
 /// Frames queued for one slow TCP client before further ones are dropped.
 const TCP_QUEUE: usize = 256;
+/// A TLS client has this long to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Counters of the driver itself (the core counts protocol events).
 #[derive(Debug, Default)]
@@ -289,7 +292,9 @@ impl Shared {
             };
             match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(Arc::clone(&self).tcp_connection(stream));
+                    if let Some(client) = stream_client(&stream, Transport::Tcp) {
+                        tokio::spawn(Arc::clone(&self).stream_connection(stream, client));
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(%err, "accept failed");
@@ -299,17 +304,40 @@ impl Shared {
         }
     }
 
-    async fn tcp_connection(self: Arc<Self>, stream: TcpStream) {
-        let (Ok(remote), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
-            return;
-        };
-        let _ = stream.set_nodelay(true);
-        let client = ClientAddr {
-            transport: Transport::Tcp,
-            remote,
-            local,
-        };
-        let (mut reader, mut writer) = stream.into_split();
+    pub async fn tls_accept_loop(self: Arc<Self>, listener: TcpListener, acceptor: TlsAcceptor) {
+        loop {
+            let accepted = tokio::select! {
+                () = self.stop.cancelled() => return,
+                r = listener.accept() => r,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Some(client) = stream_client(&stream, Transport::Tls) else {
+                continue;
+            };
+            let (shared, acceptor) = (Arc::clone(&self), acceptor.clone());
+            // The handshake runs in the connection's task so a slow client cannot stall accepts.
+            tokio::spawn(async move {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => shared.stream_connection(tls, client).await,
+                    _ => tracing::debug!("TLS handshake failed or timed out"),
+                }
+            });
+        }
+    }
+
+    /// One TCP or TLS client: frames in (RFC 8656 §12.5 framing), responses and relayed data out.
+    async fn stream_connection<S>(self: Arc<Self>, stream: S, client: ClientAddr)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
         self.tcp
             .lock()
@@ -366,4 +394,14 @@ impl Shared {
             self.flush().await;
         }
     }
+}
+
+/// The 5-tuple of an accepted stream, with Nagle off (small STUN messages must not wait).
+fn stream_client(stream: &TcpStream, transport: Transport) -> Option<ClientAddr> {
+    let _ = stream.set_nodelay(true);
+    Some(ClientAddr {
+        transport,
+        remote: stream.peer_addr().ok()?,
+        local: stream.local_addr().ok()?,
+    })
 }

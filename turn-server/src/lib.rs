@@ -41,6 +41,7 @@ pub enum RunError {
 pub struct Listeners {
     pub udp: Vec<UdpSocket>,
     pub tcp: Vec<TcpListener>,
+    pub tls: Vec<TcpListener>,
     pub http: TcpListener,
 }
 
@@ -54,9 +55,14 @@ impl Listeners {
         for addr in &config.listen_tcp {
             tcp.push(TcpListener::bind(addr).await?);
         }
+        let mut tls = Vec::new();
+        for addr in &config.listen_tls {
+            tls.push(TcpListener::bind(addr).await?);
+        }
         Ok(Self {
             udp,
             tcp,
+            tls,
             http: TcpListener::bind(config.http_listen).await?,
         })
     }
@@ -101,6 +107,13 @@ pub async fn run(
     for listener in listeners.tcp {
         tracing::info!(addr = ?listener.local_addr().ok(), "TURN over TCP");
         tokio::spawn(Arc::clone(&shared).tcp_accept_loop(listener));
+    }
+    if !listeners.tls.is_empty() {
+        let acceptor = config.tls_acceptor()?;
+        for listener in listeners.tls {
+            tracing::info!(addr = ?listener.local_addr().ok(), "TURN over TLS");
+            tokio::spawn(Arc::clone(&shared).tls_accept_loop(listener, acceptor.clone()));
+        }
     }
     tokio::spawn(Arc::clone(&shared).timer_loop());
     let http = axum::serve(listeners.http, ops::router(Arc::clone(&shared), probe))

@@ -19,18 +19,89 @@ const WAIT: Duration = Duration::from_secs(5);
 struct Running {
     udp: SocketAddr,
     tcp: SocketAddr,
+    tls: SocketAddr,
+    cert: Vec<u8>,
+    _dir: TempDir,
     http: String,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), turn_server::RunError>>,
 }
 
+/// A directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1, made with the openssl command-line tool.
+fn self_signed() -> TempDir {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("turn-tls-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        // An end-entity certificate: webpki refuses a CA certificate as a server identity.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is installed");
+    assert!(status.success());
+    TempDir(dir)
+}
+
+async fn tls_connect(server: &Running) -> tokio_rustls::client::TlsStream<TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&server.cert) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(server.tls).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
 async fn start() -> Running {
+    let dir = self_signed();
+    let (cert_path, key_path) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
     let config = Config::from_args([
         "turn-server",
         "--listen-udp",
         "127.0.0.1:0",
         "--listen-tcp",
         "127.0.0.1:0",
+        "--listen-tls",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
         "--http-listen",
         "127.0.0.1:0",
         "--secrets",
@@ -48,22 +119,30 @@ async fn start() -> Running {
     let listeners = turn_server::Listeners::bind(&config).await.unwrap();
     let udp = listeners.udp[0].local_addr().unwrap();
     let tcp = listeners.tcp[0].local_addr().unwrap();
+    let tls = listeners.tls[0].local_addr().unwrap();
+    let cert = std::fs::read(&cert_path).unwrap();
     let http = format!("http://{}", listeners.http.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(turn_server::run(config, listeners, shutdown.clone()));
     Running {
         udp,
         tcp,
+        tls,
+        cert,
+        _dir: dir,
         http,
         shutdown,
         task,
     }
 }
 
-/// Something that carries STUN/ChannelData to the server: a UDP socket or a TCP stream.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Something that carries STUN/ChannelData to the server: a UDP socket or a TCP/TLS stream.
 enum Link {
     Udp(UdpSocket, SocketAddr),
-    Tcp(TcpStream, Vec<u8>),
+    Tcp(Box<dyn Stream>, Vec<u8>),
 }
 
 impl Link {
@@ -282,7 +361,9 @@ async fn relays_over_udp_and_tcp_and_counts_it() {
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     relay_round_trips(Client::new(Link::Udp(udp, server.udp)).await).await;
     let tcp = TcpStream::connect(server.tcp).await.unwrap();
-    relay_round_trips(Client::new(Link::Tcp(tcp, Vec::new())).await).await;
+    relay_round_trips(Client::new(Link::Tcp(Box::new(tcp), Vec::new())).await).await;
+    let tls = tls_connect(&server).await;
+    relay_round_trips(Client::new(Link::Tcp(Box::new(tls), Vec::new())).await).await;
 
     let http = reqwest::Client::new();
     let metrics = http
@@ -294,9 +375,9 @@ async fn relays_over_udp_and_tcp_and_counts_it() {
         .await
         .unwrap();
     for line in [
-        "turn_allocations_created_total 2",
-        "turn_relayed_packets_total{direction=\"to_peer\"} 4",
-        "turn_relayed_packets_total{direction=\"to_client\"} 4",
+        "turn_allocations_created_total 3",
+        "turn_relayed_packets_total{direction=\"to_peer\"} 6",
+        "turn_relayed_packets_total{direction=\"to_client\"} 6",
         "turn_allocations_active 0",
     ] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
