@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use loadtest::signal::{self, Transport};
+use loadtest::turn;
 
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -17,6 +18,36 @@ struct Cli {
 enum Command {
     /// Peer pairs doing the signaling exchange (create, put offer, watch, put answer, notified, delete).
     Signal(SignalArgs),
+    /// Pairs of TURN allocations relaying to each other through channels (UDP).
+    Turn(TurnArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TurnArgs {
+    /// TURN server address (host:port; UDP).
+    #[arg(long, env = "LOADTEST_TURN_SERVER", default_value = "127.0.0.1:3478")]
+    server: std::net::SocketAddr,
+    /// TURN REST shared secret the server accepts.
+    #[arg(long, env = "LOADTEST_TURN_SECRET", hide_env_values = true)]
+    secret: String,
+    /// Allocation pairs.
+    #[arg(long, env = "LOADTEST_PAIRS", default_value_t = 10)]
+    pairs: usize,
+    /// Packets per second each client sends.
+    #[arg(long, env = "LOADTEST_RATE", default_value_t = 50)]
+    rate: u64,
+    /// Payload bytes per packet (at least 32).
+    #[arg(long, env = "LOADTEST_SIZE", default_value_t = 160)]
+    size: usize,
+    /// How long to send.
+    #[arg(long, env = "LOADTEST_DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Limit on one request during set-up.
+    #[arg(long, env = "LOADTEST_STEP_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    step_timeout: Duration,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,6 +117,32 @@ async fn main() -> anyhow::Result<()> {
                 print!("{}", report.human());
             }
             if report.completed_rooms < args.rooms {
+                std::process::exit(1);
+            }
+        }
+        Command::Turn(args) => {
+            if args.pairs == 0 || args.rate == 0 || args.duration > Duration::from_secs(3600) {
+                bail!("--pairs and --rate must be positive and --duration at most 1h");
+            }
+            let report = turn::run(turn::Options {
+                server: args.server,
+                secret: args.secret,
+                pairs: args.pairs,
+                rate: args.rate,
+                size: args.size.clamp(32, 65_000),
+                duration: args.duration,
+                step_timeout: args.step_timeout,
+            })
+            .await;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report.to_json()).context("report")?
+                );
+            } else {
+                print!("{}", report.human());
+            }
+            if report.ready_pairs < args.pairs {
                 std::process::exit(1);
             }
         }

@@ -5,7 +5,6 @@
 //! receive behind 4 bytes of headroom where the ChannelData header is written, so a packet is
 //! never copied on UDP.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use rustc_hash::FxHashMap as HashMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Notify, mpsc};
@@ -26,6 +26,9 @@ use crate::proto::{CHANNEL_DATA_HEADER_LEN, peek_frame_len};
 const MAX_DATAGRAM: usize = 65_535;
 /// Frames queued for one slow TCP client before further ones are dropped.
 const TCP_QUEUE: usize = 256;
+/// Socket buffers for UDP listeners and relays: bursts at tens of thousands of packets per
+/// second overflow the kernel's ~200 KB default before a task gets to read them.
+pub const UDP_BUFFER_BYTES: usize = 4 << 20;
 /// A TLS client has this long to finish its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,7 +59,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(
         core: Server,
-        udp: HashMap<SocketAddr, Arc<UdpSocket>>,
+        udp: std::collections::HashMap<SocketAddr, Arc<UdpSocket>>,
         relay_ip: Option<IpAddr>,
         relay_ports: RangeInclusive<u16>,
         stop: CancellationToken,
@@ -64,7 +67,7 @@ impl Shared {
         Arc::new(Self {
             core: Mutex::new(core),
             started: Instant::now(),
-            udp,
+            udp: udp.into_iter().collect(),
             tcp: Mutex::default(),
             relays: Mutex::default(),
             relay_ip,
@@ -169,6 +172,7 @@ impl Shared {
             let Ok(std_socket) = std::net::UdpSocket::bind(SocketAddr::new(ip, port)) else {
                 continue;
             };
+            enlarge_buffers(&std_socket);
             let Ok(socket) = std_socket
                 .set_nonblocking(true)
                 .and_then(|()| UdpSocket::from_std(std_socket))
@@ -226,13 +230,26 @@ impl Shared {
     async fn client_packet(self: &Arc<Self>, client: ClientAddr, packet: &[u8]) {
         let now = self.now();
         let action = self.core().handle_client(now, client, packet);
-        if let ClientAction::ToPeer { relay, peer, data } = action
-            && let Some(socket) = self.relay_socket(relay)
-            && socket.send_to(&packet[data], peer).await.is_err()
-        {
+        match action {
+            // The fast path queues nothing, so there is nothing to flush.
+            ClientAction::ToPeer { relay, peer, data } => {
+                if let Some(socket) = self.relay_socket(relay) {
+                    self.send_udp(&socket, &packet[data], peer).await;
+                }
+            }
+            ClientAction::Done => self.flush().await,
+        }
+    }
+
+    /// Sends without a future when the socket has room (the common case), waiting otherwise.
+    async fn send_udp(&self, socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
+        let sent = match socket.try_send_to(bytes, to) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => socket.send_to(bytes, to).await,
+            other => other,
+        };
+        if sent.is_err() {
             self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
         }
-        self.flush().await;
     }
 
     async fn relay_loop(
@@ -404,4 +421,11 @@ fn stream_client(stream: &TcpStream, transport: Transport) -> Option<ClientAddr>
         remote: stream.peer_addr().ok()?,
         local: stream.local_addr().ok()?,
     })
+}
+
+/// Asks for [`UDP_BUFFER_BYTES`] of send and receive buffer; the kernel caps it at its maximum.
+pub fn enlarge_buffers(socket: &impl std::os::fd::AsFd) {
+    let socket = socket2::SockRef::from(socket);
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
 }

@@ -49,7 +49,9 @@ impl Listeners {
     pub async fn bind(config: &Config) -> std::io::Result<Self> {
         let mut udp = Vec::new();
         for addr in &config.listen_udp {
-            udp.push(UdpSocket::bind(addr).await?);
+            let socket = UdpSocket::bind(addr).await?;
+            driver::enlarge_buffers(&socket);
+            udp.push(socket);
         }
         let mut tcp = Vec::new();
         for addr in &config.listen_tcp {

@@ -662,3 +662,31 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn permissions_per_allocation_are_bounded() {
+    let mut h = Harness::new(|c| c.filter = PeerFilter::default());
+    let c = client(5000);
+    let user = rest_user("alice");
+    h.allocate(c, &user, "127.0.0.1:41000".parse().unwrap());
+    let peers: Vec<Attribute<'_>> = (0..=255u8)
+        .map(|i| Attribute::XorPeerAddress(SocketAddr::from(([8, 8, 0, i], 80))))
+        .collect();
+    let resp = h.authed(c, &user, Method::CREATE_PERMISSION, &peers);
+    assert_eq!(Message::decode(&resp).unwrap().class(), Class::Success);
+    let resp = h.authed(
+        c,
+        &user,
+        Method::CREATE_PERMISSION,
+        &[Attribute::XorPeerAddress("8.8.1.1:80".parse().unwrap())],
+    );
+    assert_eq!(code_of(&resp), Some(508));
+    // Refreshing one it already has is fine.
+    let resp = h.authed(
+        c,
+        &user,
+        Method::CREATE_PERMISSION,
+        &[Attribute::XorPeerAddress("8.8.0.1:80".parse().unwrap())],
+    );
+    assert_eq!(Message::decode(&resp).unwrap().class(), Class::Success);
+}

@@ -1,6 +1,6 @@
 //! One allocation's state: relay address, lifetime, permissions, channels, bandwidth budget.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,8 @@ use crate::proto::ChannelNumber;
 
 /// Lifetime of a permission (RFC 8656 §9).
 pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
+/// Most permissions, and most channels, one allocation may hold: bounds its memory.
+pub const MAX_PEERS_PER_ALLOCATION: usize = 256;
 /// Lifetime of a channel binding (RFC 8656 §11).
 pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 
@@ -50,9 +52,9 @@ impl Allocation {
             expires,
             created_by,
             created_response: Vec::new(),
-            permissions: HashMap::new(),
-            channels_by_number: HashMap::new(),
-            channels_by_peer: HashMap::new(),
+            permissions: HashMap::default(),
+            channels_by_number: HashMap::default(),
+            channels_by_peer: HashMap::default(),
             budget: Budget::new(bytes_per_sec, now),
         }
     }
@@ -93,6 +95,17 @@ impl Allocation {
 
     pub fn channel_for(&self, peer: SocketAddr) -> Option<ChannelNumber> {
         self.channels_by_peer.get(&peer).copied()
+    }
+
+    /// Whether installing these peers stays within [`MAX_PEERS_PER_ALLOCATION`].
+    pub fn has_room_for(&self, peers: &[SocketAddr], channel: bool) -> bool {
+        let new_ips = peers
+            .iter()
+            .filter(|p| !self.permissions.contains_key(&p.ip().to_canonical()))
+            .count();
+        let new_channel = channel && peers.iter().any(|p| !self.channels_by_peer.contains_key(p));
+        self.permissions.len() + new_ips <= MAX_PEERS_PER_ALLOCATION
+            && self.channels_by_number.len() + usize::from(new_channel) <= MAX_PEERS_PER_ALLOCATION
     }
 
     pub fn permission_count(&self) -> usize {

@@ -12,10 +12,14 @@ pub mod auth;
 pub mod filter;
 pub mod stats;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::time::{Duration, Instant};
+
+// Fx hashing: these maps are on the per-packet path; their keys are our own ids and ports or
+// addresses of authenticated clients, and per-allocation maps are bounded.
+use rustc_hash::FxHashMap as HashMap;
 
 use self::allocation::Allocation;
 use self::auth::{AuthFailure, Credentials, Key, Nonces};
@@ -187,14 +191,14 @@ impl Server {
             config,
             nonces,
             base: (now, now_unix),
-            allocations: HashMap::new(),
-            by_client: HashMap::new(),
-            by_relay: HashMap::new(),
+            allocations: HashMap::default(),
+            by_client: HashMap::default(),
+            by_relay: HashMap::default(),
             timers: BTreeSet::new(),
-            timer_of: HashMap::new(),
-            pending: HashMap::new(),
-            per_user: HashMap::new(),
-            per_ip: HashMap::new(),
+            timer_of: HashMap::default(),
+            pending: HashMap::default(),
+            per_user: HashMap::default(),
+            per_ip: HashMap::default(),
             next_id: 1,
             transmits: VecDeque::new(),
             commands: VecDeque::new(),
@@ -742,6 +746,9 @@ impl Server {
                 .allocations
                 .get_mut(&id)
                 .ok_or(Refusal::new(ErrorCode::ALLOCATION_MISMATCH, Some(key)))?;
+            if !alloc.has_room_for(&peers, method == Method::CHANNEL_BIND) {
+                return refuse(ErrorCode::INSUFFICIENT_CAPACITY);
+            }
             if method == Method::CHANNEL_BIND {
                 let number = match msg.attribute(AttrType::CHANNEL_NUMBER) {
                     Some(Ok(Attribute::ChannelNumber(n))) => n,
