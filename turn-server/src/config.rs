@@ -34,6 +34,10 @@ pub struct Config {
     #[arg(long, env = "TURN_LISTEN_TCP", value_delimiter = ',')]
     pub listen_tcp: Vec<SocketAddr>,
 
+    /// Sockets (and reader tasks) per UDP address, spread by SO_REUSEPORT; 0 means one per CPU.
+    #[arg(long, env = "TURN_UDP_WORKERS", default_value_t = 0)]
+    pub udp_workers: usize,
+
     /// TLS addresses for `turns:` (comma-separated); needs --tls-cert and --tls-key.
     #[arg(long, env = "TURN_LISTEN_TLS", value_delimiter = ',')]
     pub listen_tls: Vec<SocketAddr>,
@@ -275,6 +279,14 @@ impl Config {
             external_ip: self.external_ip.map(|e| e.0),
             ipv6_relays: true,
         })
+    }
+
+    /// UDP sockets per address: `--udp-workers`, or one per available CPU.
+    pub fn udp_workers(&self) -> usize {
+        match self.udp_workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n.min(64),
+        }
     }
 
     /// The TLS acceptor from `--tls-cert` and `--tls-key`.

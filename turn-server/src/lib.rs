@@ -49,9 +49,7 @@ impl Listeners {
     pub async fn bind(config: &Config) -> std::io::Result<Self> {
         let mut udp = Vec::new();
         for addr in &config.listen_udp {
-            let socket = UdpSocket::bind(addr).await?;
-            driver::enlarge_buffers(&socket);
-            udp.push(socket);
+            udp.extend(bind_udp_workers(*addr, config.udp_workers())?);
         }
         let mut tcp = Vec::new();
         for addr in &config.listen_tcp {
@@ -88,9 +86,14 @@ pub async fn run(
         now_unix,
     );
     let stop = CancellationToken::new();
+    // Several sockets may share one address (SO_REUSEPORT workers); replies leave through any.
     let mut udp = HashMap::new();
+    let mut workers = Vec::new();
     for socket in listeners.udp {
-        udp.insert(socket.local_addr()?, Arc::new(socket));
+        let socket = Arc::new(socket);
+        udp.entry(socket.local_addr()?)
+            .or_insert_with(|| Arc::clone(&socket));
+        workers.push(socket);
     }
     let probe = udp
         .keys()
@@ -103,8 +106,8 @@ pub async fn run(
         config.relay_ports.0.clone(),
         stop.clone(),
     );
-    for socket in udp.values() {
-        tokio::spawn(Arc::clone(&shared).udp_loop(Arc::clone(socket)));
+    for socket in workers {
+        tokio::spawn(Arc::clone(&shared).udp_loop(socket));
     }
     for listener in listeners.tcp {
         tracing::info!(addr = ?listener.local_addr().ok(), "TURN over TCP");
@@ -139,6 +142,32 @@ pub async fn run(
         "turn-server stopped"
     );
     Ok(())
+}
+
+/// `workers` UDP sockets on `addr` with SO_REUSEPORT, so the kernel spreads clients over them by
+/// address hash and each worker task reads its own socket. Port 0 resolves once, then is shared.
+fn bind_udp_workers(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<UdpSocket>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut sockets = Vec::with_capacity(workers);
+    let mut bind_to = addr;
+    for _ in 0..workers.max(1) {
+        let socket = Socket::new(
+            Domain::for_address(bind_to),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
+        if bind_to.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&bind_to.into())?;
+        let socket = UdpSocket::from_std(socket.into())?;
+        driver::enlarge_buffers(&socket);
+        bind_to = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
 }
 
 /// The loopback address of the listener's family when it listens on every address.
