@@ -1,5 +1,5 @@
-//! Interop with a real third-party TURN client: coturn's `turnutils_uclient` relays through our
-//! server to coturn's `turnutils_peer` echo peer, over UDP (channels and Send indications) and
+//! Interop with real third-party clients: coturn's `turnutils_stunclient` (Binding), and
+//! `turnutils_uclient` relaying through our server to coturn's `turnutils_peer` echo peer, over UDP (channels and Send indications) and
 //! TCP, with TURN REST credentials from a shared secret. `scripts/test` installs coturn.
 
 use std::process::Stdio;
@@ -71,6 +71,19 @@ async fn coturn_uclient_relays_through_us() {
     let listeners = turn_server::Listeners::bind(&config).await.unwrap();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(turn_server::run(config, listeners, shutdown.clone()));
+
+    // STUN first: coturn's stunclient learns its reflexive address from us.
+    let stun = Command::new("turnutils_stunclient")
+        .args(["-p", &port.to_string(), "127.0.0.1"])
+        .kill_on_drop(true)
+        .output();
+    let stun = tokio::time::timeout(Duration::from_secs(30), stun)
+        .await
+        .unwrap()
+        .unwrap();
+    let stun =
+        String::from_utf8_lossy(&stun.stdout).to_string() + &String::from_utf8_lossy(&stun.stderr);
+    assert!(stun.contains("UDP reflexive addr: 127.0.0.1:"), "{stun}");
 
     let peer_port = free_udp_port();
     let mut peer = Command::new("turnutils_peer")
