@@ -18,7 +18,12 @@ fuzz_target!(|data: &[u8]| {
     for (i, chunk) in data.split(|b| *b == 0xFF).enumerate() {
         let t = now + Duration::from_millis(i as u64 * 100);
         let _ = server.handle_client(t, client, chunk);
-        let _ = server.handle_peer(t, SocketAddr::from(([192, 0, 2, 2], 50000)), SocketAddr::from(([198, 51, 100, 1], 9)), chunk);
+        let _ = server.handle_peer(
+            t,
+            SocketAddr::from(([192, 0, 2, 2], 50000)),
+            SocketAddr::from(([198, 51, 100, 1], 9)),
+            chunk,
+        );
         server.handle_timeout(t);
         while server.poll_transmit().is_some() {}
         while let Some(command) = server.poll_command() {
