@@ -5,13 +5,14 @@
 //!
 //! | key                | type | holds                                                              |
 //! |--------------------|------|--------------------------------------------------------------------|
-//! | `{p}:{CODE}:room`  | hash | `_created`, `_version`, `_deadline` (unix ms), `_slots` (count),   |
-//! |                    |      | `_next` (earliest blob expiry), `m:<slot>` = `version|expires|size|content type` |
+//! | `{p}:{CODE}:room`  | hash | `_state` = `created|version|deadline|next|slots|kexp` (times in unix ms; |
+//! |                    |      | `next` the earliest blob expiry or empty, `slots` a count, `kexp` the keys' PEXPIREAT), |
+//! |                    |      | and per slot `m:<slot>` = `version|expires|size|content type`      |
 //! | `{p}:{CODE}:data`  | hash | slot name -> blob bytes                                            |
-//! | `{p}:{CODE}:log`   | list | recent changes as JSON, oldest first, bounded                      |
+//! | `{p}:{CODE}:log`   | list | recent changes as JSON, oldest first, bounded (log_len to 2 x log_len) |
 //!
-//! Every key of a live room carries a PEXPIREAT at the room's deadline; a room hash without a TTL,
-//! or whose `_deadline` has passed, is stale.
+//! Every key of a live room carries a PEXPIREAT at or after the room's deadline (at most a minute
+//! after); a room hash without a TTL, or whose `_state` deadline has passed, is stale.
 //! Changes are published on the plain pub/sub channel [`KeySchema::events_channel`]; in a
 //! cluster a PUBLISH reaches subscribers on every node.
 

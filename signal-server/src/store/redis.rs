@@ -1,6 +1,12 @@
-//! The Redis store: each operation is one Lua script over one room's hash-tagged keys, so it is
-//! atomic on a single server and on a Redis Cluster. Changes are published from inside the
-//! scripts (in version order) and every replica feeds them to its local watchers.
+//! The Redis store: each operation is one Lua function (Redis Functions, `FCALL`) over one room's
+//! hash-tagged keys, so it is atomic on a single server and on a Redis Cluster. Changes are
+//! published from inside the functions (in version order) and every replica feeds them to its
+//! local watchers.
+//!
+//! The function library is loaded on connect (on every master of a cluster) and again whenever
+//! Redis answers that a function is missing (Redis restarted without it), then the call is
+//! retried. Its name carries a hash of its source, so replicas running different versions of
+//! this code do not replace each other's functions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +16,7 @@ use common::keys::KeySchema;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
@@ -91,26 +97,91 @@ impl ConnectionLike for Conn {
     }
 }
 
-struct Scripts {
-    create: Script,
-    info: Script,
-    put: Script,
-    get: Script,
-    delete_blob: Script,
-    delete_room: Script,
+/// The operations, one Lua function each (`lua/<file>.lua` is the function's body).
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Create,
+    Info,
+    Put,
+    Get,
+    DeleteBlob,
+    DeleteRoom,
 }
 
-impl Scripts {
-    fn load() -> Self {
-        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
-        Self {
-            create: with_prelude(include_str!("lua/create.lua")),
-            info: with_prelude(include_str!("lua/info.lua")),
-            put: with_prelude(include_str!("lua/put.lua")),
-            get: with_prelude(include_str!("lua/get.lua")),
-            delete_blob: with_prelude(include_str!("lua/delete_blob.lua")),
-            delete_room: with_prelude(include_str!("lua/delete_room.lua")),
+impl Op {
+    const ALL: [Op; 6] = [
+        Op::Create,
+        Op::Info,
+        Op::Put,
+        Op::Get,
+        Op::DeleteBlob,
+        Op::DeleteRoom,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Info => "info",
+            Op::Put => "put",
+            Op::Get => "get",
+            Op::DeleteBlob => "delete_blob",
+            Op::DeleteRoom => "delete_room",
         }
+    }
+
+    fn body(self) -> &'static str {
+        match self {
+            Op::Create => include_str!("lua/create.lua"),
+            Op::Info => include_str!("lua/info.lua"),
+            Op::Put => include_str!("lua/put.lua"),
+            Op::Get => include_str!("lua/get.lua"),
+            Op::DeleteBlob => include_str!("lua/delete_blob.lua"),
+            Op::DeleteRoom => include_str!("lua/delete_room.lua"),
+        }
+    }
+}
+
+/// The Redis Functions library: the deployment's settings as constants, the prelude, then one
+/// registered function per [`Op`].
+struct Library {
+    /// `FUNCTION LOAD` source, starting with the `#!lua name=...` shebang.
+    source: String,
+    /// Function names, in [`Op::ALL`] order.
+    functions: [String; 6],
+}
+
+impl Library {
+    fn build(keys: &KeySchema, limits: &Limits) -> Self {
+        // A Lua string literal of any bytes: decimal escapes only.
+        let channel: String = keys
+            .events_channel()
+            .bytes()
+            .map(|b| format!("\\{b}"))
+            .collect();
+        let mut code = format!(
+            "local channel, idle, max_age, log_len, max_slots = '{channel}', {}, {}, {}, {}\n{PRELUDE}",
+            limits.idle_ttl_ms, limits.max_age_ms, limits.log_len, limits.max_slots
+        );
+        for op in Op::ALL {
+            code.push_str(&format!(
+                "\nredis.register_function('{{name}}_{}', function(KEYS, ARGV)\nbegin(KEYS, ARGV)\n{}\nend)\n",
+                op.name(),
+                op.body()
+            ));
+        }
+        // FNV-1a: stable across builds and processes, unlike std's hasher.
+        let hash = code.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let name = format!("switchboard_{hash:016x}");
+        Self {
+            source: format!("#!lua name={name}\n{}", code.replace("{name}", &name)),
+            functions: Op::ALL.map(|op| format!("{name}_{}", op.name())),
+        }
+    }
+
+    fn function(&self, op: Op) -> &str {
+        &self.functions[op as usize]
     }
 }
 
@@ -119,9 +190,8 @@ pub struct RedisStore {
     conn: Conn,
     target: RedisTarget,
     keys: KeySchema,
-    limits: Limits,
     fanout: Arc<Fanout>,
-    scripts: Scripts,
+    library: Library,
     timeout: Duration,
     errors: prometheus::IntCounter,
 }
@@ -146,17 +216,25 @@ impl RedisStore {
         timeout: Duration,
         errors: prometheus::IntCounter,
     ) -> Result<Self, StoreError> {
-        let conn = tokio::time::timeout(timeout, open(&target, timeout))
+        let library = Library::build(&keys, &limits);
+        let connected = async {
+            let mut conn = open(&target, timeout).await.map_err(unavailable)?;
+            load_library(&mut conn, &library).await.map_err(|err| {
+                StoreError::Unavailable(format!(
+                    "loading the function library failed (Redis 7 or newer needed): {err}"
+                ))
+            })?;
+            Ok(conn)
+        };
+        let conn = tokio::time::timeout(timeout, connected)
             .await
-            .map_err(|_| StoreError::Unavailable("timed out connecting to Redis".into()))?
-            .map_err(unavailable)?;
+            .map_err(|_| StoreError::Unavailable("timed out connecting to Redis".into()))??;
         Ok(Self {
             conn,
             target,
             keys,
-            limits,
             fanout,
-            scripts: Scripts::load(),
+            library,
             timeout,
             errors,
         })
@@ -191,7 +269,7 @@ impl RedisStore {
     }
 
     pub async fn create_room(&self, code: &RoomCode, now: u64) -> Result<RoomInfo, StoreError> {
-        let reply = self.run(&self.scripts.create, code, now, &[]).await?;
+        let reply = self.run(Op::Create, code, now, &[]).await?;
         match status(&reply)? {
             "ok" => Ok(RoomInfo {
                 code: code.as_str().to_owned(),
@@ -206,7 +284,7 @@ impl RedisStore {
     }
 
     pub async fn room(&self, code: &RoomCode, now: u64) -> Result<RoomInfo, StoreError> {
-        let reply = self.run(&self.scripts.info, code, now, &[b"slots"]).await?;
+        let reply = self.run(Op::Info, code, now, &[b"slots"]).await?;
         expect_ok(&reply)?;
         let mut slots = Vec::new();
         for pair in reply[5..].chunks(2) {
@@ -224,7 +302,7 @@ impl RedisStore {
     }
 
     pub async fn delete_room(&self, code: &RoomCode, now: u64) -> Result<Change, StoreError> {
-        let reply = self.run(&self.scripts.delete_room, code, now, &[]).await?;
+        let reply = self.run(Op::DeleteRoom, code, now, &[]).await?;
         expect_ok(&reply)?;
         change_at(&reply, 1)
     }
@@ -236,17 +314,18 @@ impl RedisStore {
         now: u64,
     ) -> Result<Change, StoreError> {
         let ttl = put.ttl_ms.map(|t| t.to_string()).unwrap_or_default();
-        let max_slots = self.limits.max_slots.to_string();
         let precondition = precondition_arg(put.precondition);
+        let content_type_json =
+            serde_json::to_string(&put.content_type).map_err(|_| unexpected("content type"))?;
         let args: [&[u8]; 6] = [
             put.slot.as_str().as_bytes(),
             &put.data,
             put.content_type.as_bytes(),
             precondition.as_bytes(),
             ttl.as_bytes(),
-            max_slots.as_bytes(),
+            content_type_json.as_bytes(),
         ];
-        let reply = self.run(&self.scripts.put, code, now, &args).await?;
+        let reply = self.run(Op::Put, code, now, &args).await?;
         expect_ok(&reply)?;
         change_at(&reply, 1)
     }
@@ -258,7 +337,7 @@ impl RedisStore {
         now: u64,
     ) -> Result<Blob, StoreError> {
         let reply = self
-            .run(&self.scripts.get, code, now, &[slot.as_str().as_bytes()])
+            .run(Op::Get, code, now, &[slot.as_str().as_bytes()])
             .await?;
         expect_ok(&reply)?;
         let info = parse_slot_meta(slot.clone(), &text(&reply[1])?)?;
@@ -278,9 +357,7 @@ impl RedisStore {
     ) -> Result<Change, StoreError> {
         let precondition = precondition_arg(precondition);
         let args: [&[u8]; 2] = [slot.as_str().as_bytes(), precondition.as_bytes()];
-        let reply = self
-            .run(&self.scripts.delete_blob, code, now, &args)
-            .await?;
+        let reply = self.run(Op::DeleteBlob, code, now, &args).await?;
         expect_ok(&reply)?;
         change_at(&reply, 1)
     }
@@ -293,7 +370,7 @@ impl RedisStore {
     ) -> Result<ChangesSince, StoreError> {
         let after = after.map(|a| a.to_string()).unwrap_or_default();
         let args: [&[u8]; 2] = [b"since", after.as_bytes()];
-        let reply = self.run(&self.scripts.info, code, now, &args).await?;
+        let reply = self.run(Op::Info, code, now, &args).await?;
         expect_ok(&reply)?;
         let truncated = text(&reply[5])? == "truncated";
         let changes = (6..reply.len())
@@ -363,30 +440,37 @@ impl RedisStore {
         }
     }
 
+    /// Calls `op`'s function (see `lua/prelude.lua` for the arguments), loading the library and
+    /// retrying once if Redis lost it.
     async fn run(
         &self,
-        script: &Script,
+        op: Op,
         code: &RoomCode,
         now: u64,
         extra: &[&[u8]],
     ) -> Result<Reply, StoreError> {
-        let mut invocation = script.prepare_invoke();
+        let mut call = redis::cmd("FCALL");
+        call.arg(self.library.function(op)).arg(3);
         for key in self.keys.room_keys(code.as_str()) {
-            invocation.key(key);
+            call.arg(key);
         }
-        invocation
-            .arg(now)
-            .arg(code.as_str())
-            .arg(self.keys.events_channel())
-            .arg(self.limits.idle_ttl_ms)
-            .arg(self.limits.max_age_ms)
-            .arg(self.limits.log_len);
+        call.arg(now).arg(code.as_str());
         for arg in extra {
-            invocation.arg(*arg);
+            call.arg(*arg);
         }
         let mut conn = self.conn.clone();
-        self.bounded(async move { invocation.invoke_async::<Reply>(&mut conn).await })
-            .await
+        let library = &self.library;
+        self.bounded(async move {
+            match call.query_async::<Reply>(&mut conn).await {
+                Err(err) if is_function_missing(&err) => {
+                    tracing::info!("Redis lost the function library; loading it again");
+                    load_library(&mut conn, library).await?;
+                    call.query_async::<Reply>(&mut conn).await
+                }
+                other => other,
+            }
+        })
+        .await
     }
 
     async fn bounded<T>(
@@ -428,6 +512,22 @@ async fn open(target: &RedisTarget, timeout: Duration) -> redis::RedisResult<Con
             Ok(Conn::Cluster(client.get_async_connection().await?))
         }
     }
+}
+
+/// `FUNCTION LOAD REPLACE` (on every master of a cluster: redis-rs routes it there).
+async fn load_library(conn: &mut Conn, library: &Library) -> redis::RedisResult<()> {
+    redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(&library.source)
+        .query_async::<Value>(conn)
+        .await
+        .map(drop)
+}
+
+/// Redis answers `ERR Function not found` after a restart or `FUNCTION FLUSH`.
+fn is_function_missing(err: &redis::RedisError) -> bool {
+    err.to_string().contains("Function not found")
 }
 
 fn unavailable(err: redis::RedisError) -> StoreError {
@@ -522,6 +622,27 @@ mod tests {
             RedisTarget::Cluster(urls) => assert_eq!(urls, ["redis://a:1"]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn library_names_follow_source_and_settings() {
+        let limits = |log_len| Limits {
+            idle_ttl_ms: 600_000,
+            max_age_ms: 3_600_000,
+            max_slots: 64,
+            log_len,
+        };
+        let a = Library::build(&KeySchema::default(), &limits(128));
+        let b = Library::build(&KeySchema::default(), &limits(4));
+        let name = a.function(Op::Put).strip_suffix("_put").unwrap();
+        assert!(a.source.starts_with(&format!("#!lua name={name}\n")));
+        assert!(name.starts_with("switchboard_"));
+        assert_eq!(a.source.matches("redis.register_function(").count(), 6);
+        assert_eq!(
+            a.source,
+            Library::build(&KeySchema::default(), &limits(128)).source
+        );
+        assert_ne!(a.function(Op::Put), b.function(Op::Put));
     }
 
     #[test]

@@ -79,6 +79,7 @@ suite_on!(
         ttls_follow_server_time,
         sse_sees_every_change_in_order,
         sse_resumes_from_last_event_id,
+        change_log_serves_exactly_its_length,
         websocket_watch,
         long_poll,
         watchers_see_room_expiry,
@@ -98,6 +99,7 @@ suite_on!(
         ttls_follow_server_time,
         sse_sees_every_change_in_order,
         sse_resumes_from_last_event_id,
+        change_log_serves_exactly_its_length,
         websocket_watch,
         long_poll,
         watchers_see_room_expiry,
@@ -176,7 +178,41 @@ async fn replicas_on_a_cluster() {
     for node in &cluster.nodes {
         let keys: u64 = node.cli(&["DBSIZE"]).parse().unwrap();
         assert!(keys > 0, "a master holds no rooms");
+        assert!(
+            node.cli(&["FUNCTION", "LIST"]).contains("switchboard_"),
+            "a master lacks the function library"
+        );
     }
+    // Masters that lose the library (a restart) get it again on the next call.
+    for node in &cluster.nodes {
+        node.cli(&["FUNCTION", "FLUSH"]);
+    }
+    for _ in 0..10 {
+        let code = a.create_room().await;
+        a.put_ok(&code, "offer", "o").await;
+        let got = a.get(&format!("/v1/rooms/{code}/blobs/offer")).await;
+        assert_eq!(got.text().await.unwrap(), "o");
+    }
+}
+
+/// Redis that lost the function library (restarted, or `FUNCTION FLUSH`) gets it loaded again
+/// and the call retried: no error reaches the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_library_reloaded_when_redis_loses_it() {
+    let redis = RedisServer::start();
+    let s = Server::start(Some(&redis.url()), &[]).await;
+    let code = s.create_room().await;
+    s.put_ok(&code, "offer", "o").await;
+    assert_eq!(redis.cli(&["FUNCTION", "FLUSH"]), "OK");
+    s.put_ok(&code, "answer", "a").await;
+    assert_eq!(redis.cli(&["FUNCTION", "FLUSH"]), "OK");
+    let got = s.get(&format!("/v1/rooms/{code}/blobs/offer")).await;
+    assert_eq!(got.text().await.unwrap(), "o");
+    let metrics = s.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("sb_redis_errors_total 0"),
+        "a reload is not an error"
+    );
 }
 
 /// Redis goes away and comes back: 503 + Retry-After meanwhile, watchers told, then recovery

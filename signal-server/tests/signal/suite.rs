@@ -316,6 +316,32 @@ pub async fn sse_resumes_from_last_event_id(boot: Boot<'_>) {
     assert_eq!(bad.status(), 400);
 }
 
+/// The change log serves exactly its configured length, however the store trims it.
+pub async fn change_log_serves_exactly_its_length(boot: Boot<'_>) {
+    let s = boot(&["--change-log-len", "4"]).await;
+    let code = s.create_room().await;
+    let path = format!("/v1/rooms/{code}/events");
+    for n in 1..=15u64 {
+        s.put_ok(&code, "offer", "o").await;
+        // Within the last 4 changes: served in full.
+        let mut within = s.sse(&path, Some(n.saturating_sub(4))).await;
+        assert_eq!(within.next().await.unwrap().event, "ready");
+        for id in n.saturating_sub(4) + 1..=n {
+            assert_eq!(within.next().await.unwrap().id, Some(id), "after {n} puts");
+        }
+        // One further back: resync.
+        if n > 4 {
+            let mut beyond = s.sse(&path, Some(n - 5)).await;
+            assert_eq!(beyond.next().await.unwrap().event, "ready");
+            assert_eq!(
+                beyond.next().await.unwrap().event,
+                "resync",
+                "after {n} puts"
+            );
+        }
+    }
+}
+
 pub async fn websocket_watch(boot: Boot<'_>) {
     let s = boot(&[]).await;
     let code = s.create_room().await;

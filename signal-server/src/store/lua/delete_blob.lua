@@ -1,5 +1,5 @@
--- ARGV[7] slot, [8] precondition ('' | '*' | version).
-local slot = ARGV[7]
+-- ARGV[3] slot, [4] precondition ('' | '*' | version).
+local slot = ARGV[3]
 local room = load_room(slot)
 if not room then return {'no_room'} end
 if room.next and now >= room.next then
@@ -7,8 +7,8 @@ if room.next and now >= room.next then
   room.slot_meta = redis.call('HGET', KEYS[1], 'm:' .. slot)
 end
 if not room.slot_meta then return {'no_slot'} end
-local cur_version = parse_slot(room.slot_meta)
-if not precondition_ok(ARGV[8], cur_version) then return {'precondition', tostring(cur_version)} end
+local cur_version = slot_version(room.slot_meta)
+if not precondition_ok(ARGV[4], cur_version) then return {'precondition', tostring(cur_version)} end
 redis.call('HDEL', KEYS[2], slot)
 redis.call('HDEL', KEYS[1], 'm:' .. slot)
 room.version = room.version + 1
@@ -16,6 +16,5 @@ room.slots = room.slots - 1
 refresh_deadline(room)
 local json = emit(room, 'delete', slot)
 expire_keys(room)
-redis.call('HSET', KEYS[1], '_version', room.version, '_deadline', room.deadline, '_slots', room.slots,
-           '_kexp', room.kexp)
+redis.call('HSET', KEYS[1], '_state', state(room))
 return {'ok', json}

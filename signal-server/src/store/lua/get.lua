@@ -1,5 +1,5 @@
--- ARGV[7] slot.
-local slot = ARGV[7]
+-- ARGV[3] slot.
+local slot = ARGV[3]
 local room = load_room(slot)
 if not room then return {'no_room'} end
 if room.next and now >= room.next then

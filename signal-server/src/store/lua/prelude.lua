@@ -1,62 +1,84 @@
--- Shared by every room script. KEYS: room hash, data hash, log list (one hash tag).
--- Room hash fields: _created, _version, _deadline (ms), _next (earliest blob expiry, may be early),
--- _slots (count), _kexp (the keys' PEXPIREAT), and per slot m:<slot> = "version|expires|size|ctype".
--- ARGV: now_ms, code, channel, idle_ms, max_age_ms, log_len, then the script's own.
--- Written for speed: few redis.calls per write, change JSON built by concatenation.
-local now = tonumber(ARGV[1])
-local code = ARGV[2]
-local channel = ARGV[3]
-local idle = tonumber(ARGV[4])
-local max_age = tonumber(ARGV[5])
-local log_len = tonumber(ARGV[6])
+-- The top of the Redis Functions library. redis.rs assembles the library from this prelude and
+-- one registered function per operation (each other file here is a function body), loads it
+-- once per Redis node, and calls the functions with FCALL. The helpers below are built at load
+-- time, not on every call. (Top-level code must not touch `string`, `math`, ...: Redis only
+-- exposes them once the library is loaded.)
+--
+-- KEYS: room hash, data hash, log list (one hash tag).
+-- Room hash fields: _state = "created|version|deadline|next|slots|kexp" (unix ms, `next` the
+-- earliest blob expiry, may be early or empty; `kexp` the keys' PEXPIREAT), and per slot
+-- m:<slot> = "version|expires|size|ctype".
+-- ARGV: now_ms, code, then the operation's own. `code` and slot names are JSON-safe by their
+-- grammar (model.rs), so they are quoted without escaping.
+-- The deployment's settings are constants of the library: redis.rs prepends
+--   local channel, idle, max_age, log_len, max_slots = <events channel>, <idle ms>, ...
+-- (so the library's name, a hash of its source, differs between settings).
+-- Written for speed: few arguments, few redis.calls and few fields per write, change JSON built
+-- by concatenation.
+
+-- The current call's context, set by begin() at the start of every function (Redis runs one
+-- function at a time, so upvalues are safe; library globals are read-only anyway).
+local KEYS, ARGV, now, code
+
+local function begin(keys, args)
+  KEYS = keys
+  ARGV = args
+  now = tonumber(args[1])
+  code = args[2]
+end
 
 local function drop_room()
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 end
 
--- The live room as {created, version, deadline, next, slots, slot_meta}, or nil (its keys dropped
--- once past the deadline). `slot` (optional) also fetches that slot's meta.
+-- The live room as {created, version, deadline, next, slots, kexp, slot_meta}, or nil (its keys
+-- dropped once past the deadline). `slot` (optional) also fetches that slot's meta.
 local function load_room(slot)
   local m
   if slot then
-    m = redis.call('HMGET', KEYS[1], '_created', '_version', '_deadline', '_next', '_slots', '_kexp',
-                   'm:' .. slot)
+    m = redis.call('HMGET', KEYS[1], '_state', 'm:' .. slot)
   else
-    m = redis.call('HMGET', KEYS[1], '_created', '_version', '_deadline', '_next', '_slots', '_kexp')
+    m = redis.call('HMGET', KEYS[1], '_state')
   end
   if not m[1] then return nil end
-  local room = {created = tonumber(m[1]), version = tonumber(m[2]), deadline = tonumber(m[3]),
-                next = tonumber(m[4]), slots = tonumber(m[5]) or 0, kexp = tonumber(m[6]),
-                slot_meta = m[7]}
+  local created, version, deadline, next, slots, kexp =
+    string.match(m[1], '^(%d+)|(%d+)|(%d+)|(%d*)|(%d+)|(%d+)$')
+  local room = {created = tonumber(created), version = tonumber(version),
+                deadline = tonumber(deadline), next = tonumber(next), slots = tonumber(slots),
+                kexp = tonumber(kexp), slot_meta = m[2]}
   if now >= room.deadline then drop_room() return nil end
   return room
 end
 
-local function parse_slot(s)
-  local v, e, size, ctype = string.match(s, '^(%d+)|(%d*)|(%d+)|(.*)$')
-  return tonumber(v), tonumber(e), tonumber(size), ctype
+-- The room's _state field value.
+local function state(room)
+  return string.format('%d|%d|%d|%s|%d|%d', room.created, room.version, room.deadline,
+                       room.next and string.format('%d', room.next) or '', room.slots, room.kexp)
+end
+
+-- The version, and the expiry (nil for none), of a slot's meta "version|expires|size|ctype".
+local function slot_version(meta)
+  return tonumber(string.match(meta, '^%d+'))
+end
+
+local function slot_expiry(meta)
+  return tonumber(string.match(meta, '^%d+|(%d*)|'))
 end
 
 local function num(n)
   return string.format('%d', n)
 end
 
--- A JSON string literal; the fast path covers every name our grammar allows.
-local function str(s)
-  if string.find(s, '[%c"\\\128-\255]') then return cjson.encode(s) end
-  return '"' .. s .. '"'
-end
-
--- The change as JSON (the shape of model::Change), appended to the bounded log and published.
+-- The change as JSON (the shape of model::Change), appended to the log and published. The log
+-- holds at least the last log_len changes and is trimmed back to log_len once it reaches twice
+-- that (one LTRIM per log_len writes); info.lua never serves more than log_len of them.
 local function emit(room, op, slot, extra)
-  local json = '{"version":' .. num(room.version) .. ',"room":' .. str(code) .. ',"op":"' .. op ..
-    '","at":' .. num(now) .. ',"room_expires_at":' .. num(room.deadline)
-  if slot then json = json .. ',"slot":' .. str(slot) end
-  if extra then json = json .. extra end
-  json = json .. '}'
+  local json = '{"version":' .. num(room.version) .. ',"room":"' .. code .. '","op":"' .. op ..
+    '","at":' .. ARGV[1] .. ',"room_expires_at":' .. num(room.deadline) ..
+    (slot and (',"slot":"' .. slot .. '"') or '') .. (extra or '') .. '}'
   local len = redis.call('RPUSH', KEYS[3], json)
   if len == 1 then room.new_keys = true end
-  if len > log_len then redis.call('LTRIM', KEYS[3], -log_len, -1) end
+  if len >= 2 * log_len then redis.call('LTRIM', KEYS[3], -log_len, -1) end
   redis.call('PUBLISH', channel, json)
   return json
 end
@@ -69,7 +91,7 @@ local function reap(room)
   for i = 1, #all, 2 do
     local field = all[i]
     if string.sub(field, 1, 2) == 'm:' then
-      local _, e = parse_slot(all[i + 1])
+      local e = slot_expiry(all[i + 1])
       local slot = string.sub(field, 3)
       if e and now >= e then
         redis.call('HDEL', KEYS[1], field)
@@ -83,9 +105,7 @@ local function reap(room)
     end
   end
   room.next = next_expiry
-  redis.call('HSET', KEYS[1], '_version', room.version, '_slots', room.slots)
-  if next_expiry then redis.call('HSET', KEYS[1], '_next', next_expiry)
-  else redis.call('HDEL', KEYS[1], '_next') end
+  redis.call('HSET', KEYS[1], '_state', state(room))
 end
 
 -- After a client write: the idle deadline moves (capped by max age).
@@ -94,16 +114,15 @@ local function refresh_deadline(room)
 end
 
 -- Keys outlive the logical deadline by up to KEY_SLACK, so a busy room pays three PEXPIREATs once
--- a minute instead of on every write. Expiry stays exact: load_room drops a room past _deadline.
--- Call last (keys made by this script need their TTL); returns whether _kexp must be stored.
+-- a minute instead of on every write. Expiry stays exact: load_room drops a room past its
+-- deadline. Call after the writes that may create keys (they need their TTL), before storing
+-- _state (it holds kexp).
 local KEY_SLACK = 60000
 local function expire_keys(room)
   if room.new_keys or not room.kexp or room.kexp < room.deadline then
     room.kexp = math.min(room.deadline + KEY_SLACK, room.created + max_age + KEY_SLACK)
     for i = 1, 3 do redis.call('PEXPIREAT', KEYS[i], room.kexp) end
-    return true
   end
-  return false
 end
 
 local function precondition_ok(pre, current)
