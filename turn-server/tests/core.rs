@@ -690,3 +690,51 @@ fn permissions_per_allocation_are_bounded() {
     );
     assert_eq!(Message::decode(&resp).unwrap().class(), Class::Success);
 }
+
+#[test]
+fn per_ip_and_total_quotas_refuse_with_486() {
+    let mut h = Harness::new(|c| {
+        c.max_allocations_per_ip = 2;
+        c.max_allocations = 3;
+    });
+    let relay = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    h.allocate(client(5000), &rest_user("a"), relay(41000));
+    h.allocate(client(5001), &rest_user("b"), relay(41001));
+    // A third from the same IP, even as another user, is over the per-IP quota.
+    let resp = h.authed(
+        client(5002),
+        &rest_user("c"),
+        Method::ALLOCATE,
+        &[Attribute::RequestedTransport(PROTOCOL_UDP)],
+    );
+    assert_eq!(code_of(&resp), Some(486));
+    // Another IP gets one more, then the server-wide total is reached.
+    let other = |port| ClientAddr {
+        remote: SocketAddr::from(([127, 0, 0, 2], port)),
+        ..client(port)
+    };
+    h.allocate(other(6000), &rest_user("d"), relay(41002));
+    let resp = h.authed(
+        other(6001),
+        &rest_user("e"),
+        Method::ALLOCATE,
+        &[Attribute::RequestedTransport(PROTOCOL_UDP)],
+    );
+    assert_eq!(code_of(&resp), Some(486));
+    assert_eq!(h.server.stats().quota_rejections, 2);
+    // Freeing one makes room again.
+    let resp = h.authed(
+        client(5000),
+        &rest_user("a"),
+        Method::REFRESH,
+        &[Attribute::Lifetime(0)],
+    );
+    assert_eq!(Message::decode(&resp).unwrap().class(), Class::Success);
+    assert_eq!(
+        h.server.poll_command(),
+        Some(Command::ReleaseRelay {
+            relay: relay(41000)
+        })
+    );
+    h.allocate(other(6001), &rest_user("e"), relay(41003));
+}

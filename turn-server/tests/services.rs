@@ -218,3 +218,64 @@ fn binary_exit_codes_and_secret_hygiene() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64), "TLS without a certificate");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_then_exits_zero() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_turn-server"))
+        .args([
+            "--listen-udp",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--secrets",
+            "s",
+        ])
+        .args(["--drain-timeout", "30s", "--log-format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The first stdout line names the UDP address: "turn-server: stun:ADDR turn:...".
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr: SocketAddr = first
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("stun:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let resp = allocate(addr, &format!("{}:x", u64::MAX / 2), "wrong", &[]).await;
+    assert_eq!(
+        class(&resp),
+        Class::Error,
+        "the server answers before the signal"
+    );
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // No allocations are open, so the drain ends at once and the process exits cleanly.
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut logs = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut logs)
+        .await
+        .unwrap();
+    assert!(logs.contains("draining"), "{logs}");
+    for line in logs.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("every log line is JSON");
+    }
+}
