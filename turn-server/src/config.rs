@@ -50,6 +50,14 @@ pub struct Config {
     #[arg(long, env = "TURN_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
 
+    /// Most TCP and TLS client connections at once; more are closed on accept.
+    #[arg(long, env = "TURN_MAX_STREAMS", default_value_t = 10_000)]
+    pub max_streams: usize,
+
+    /// A TCP/TLS client without an allocation is closed after this long without sending.
+    #[arg(long, env = "TURN_STREAM_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub stream_idle_timeout: Duration,
+
     /// HTTP address for /metrics, /healthz and /readyz.
     #[arg(long, env = "TURN_HTTP_LISTEN", default_value = "127.0.0.1:9641")]
     pub http_listen: SocketAddr,

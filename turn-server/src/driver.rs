@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,9 +32,28 @@ pub const UDP_BUFFER_BYTES: usize = 4 << 20;
 /// A TLS client has this long to finish its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Bounds on TCP/TLS clients.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    pub max: usize,
+    /// A client without an allocation is closed after this long without sending.
+    pub idle: Duration,
+}
+
+/// One open stream's place under [`StreamLimits::max`]; dropping it frees the place.
+struct StreamSlot(Arc<Shared>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.open_streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Counters of the driver itself (the core counts protocol events).
 #[derive(Debug, Default)]
 pub struct DriverStats {
+    pub streams_refused: AtomicU64,
+    pub streams_idle_closed: AtomicU64,
     pub send_errors: AtomicU64,
     pub relay_bind_failures: AtomicU64,
     pub tcp_queue_drops: AtomicU64,
@@ -49,6 +68,8 @@ pub struct Shared {
     relays: Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, CancellationToken)>>,
     relay_ip: Option<IpAddr>,
     relay_ports: RangeInclusive<u16>,
+    streams: StreamLimits,
+    open_streams: AtomicUsize,
     timer_wake: Notify,
     pub draining: AtomicBool,
     pub stats: DriverStats,
@@ -62,6 +83,7 @@ impl Shared {
         udp: std::collections::HashMap<SocketAddr, Arc<UdpSocket>>,
         relay_ip: Option<IpAddr>,
         relay_ports: RangeInclusive<u16>,
+        streams: StreamLimits,
         stop: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -72,6 +94,8 @@ impl Shared {
             relays: Mutex::default(),
             relay_ip,
             relay_ports,
+            streams,
+            open_streams: AtomicUsize::new(0),
             timer_wake: Notify::new(),
             draining: AtomicBool::new(false),
             stats: DriverStats::default(),
@@ -309,8 +333,11 @@ impl Shared {
             };
             match accepted {
                 Ok((stream, _)) => {
+                    let Some(slot) = self.stream_slot() else {
+                        continue;
+                    };
                     if let Some(client) = stream_client(&stream, Transport::Tcp) {
-                        tokio::spawn(Arc::clone(&self).stream_connection(stream, client));
+                        tokio::spawn(Arc::clone(&self).stream_connection(stream, client, slot));
                     }
                 }
                 Err(err) => {
@@ -335,6 +362,9 @@ impl Shared {
                     continue;
                 }
             };
+            let Some(slot) = self.stream_slot() else {
+                continue;
+            };
             let Some(client) = stream_client(&stream, Transport::Tls) else {
                 continue;
             };
@@ -342,7 +372,7 @@ impl Shared {
             // The handshake runs in the connection's task so a slow client cannot stall accepts.
             tokio::spawn(async move {
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => shared.stream_connection(tls, client).await,
+                    Ok(Ok(tls)) => shared.stream_connection(tls, client, slot).await,
                     _ => tracing::debug!("TLS handshake failed or timed out"),
                 }
             });
@@ -350,7 +380,18 @@ impl Shared {
     }
 
     /// One TCP or TLS client: frames in (RFC 8656 §12.5 framing), responses and relayed data out.
-    async fn stream_connection<S>(self: Arc<Self>, stream: S, client: ClientAddr)
+    /// A place for one more stream, or `None` (counted) when `--max-streams` are open.
+    fn stream_slot(self: &Arc<Self>) -> Option<StreamSlot> {
+        let open = self.open_streams.fetch_add(1, Ordering::Relaxed);
+        let slot = StreamSlot(Arc::clone(self));
+        if open >= self.streams.max {
+            self.stats.streams_refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(slot)
+    }
+
+    async fn stream_connection<S>(self: Arc<Self>, stream: S, client: ClientAddr, _slot: StreamSlot)
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
@@ -371,7 +412,18 @@ impl Shared {
         'read: loop {
             let read = tokio::select! {
                 () = self.stop.cancelled() => break,
-                r = reader.read_buf(&mut buf) => r,
+                r = tokio::time::timeout(self.streams.idle, reader.read_buf(&mut buf)) => r,
+            };
+            let read = match read {
+                Ok(read) => read,
+                // Quiet is fine while an allocation lives (it has its own lifetime).
+                Err(_) if self.core().has_allocation(&client) => continue,
+                Err(_) => {
+                    self.stats
+                        .streams_idle_closed
+                        .fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
             };
             if !matches!(read, Ok(n) if n > 0) {
                 break;

@@ -99,11 +99,16 @@ pub async fn run(
         .keys()
         .next()
         .map(|addr: &SocketAddr| loopback_of(*addr));
+    let streams = driver::StreamLimits {
+        max: config.max_streams,
+        idle: config.stream_idle_timeout,
+    };
     let shared = Shared::new(
         core,
         udp.clone(),
         config.relay_ip,
         config.relay_ports.0.clone(),
+        streams,
         stop.clone(),
     );
     for socket in workers {

@@ -148,6 +148,18 @@ async fn metrics(State(ops): State<Ops>) -> Response {
         s.bindings,
     );
     metric(
+        "turn_streams_refused_total",
+        "counter",
+        "TCP/TLS connections closed at --max-streams",
+        d.streams_refused.load(Ordering::Relaxed),
+    );
+    metric(
+        "turn_streams_idle_closed_total",
+        "counter",
+        "TCP/TLS clients closed for idling without an allocation",
+        d.streams_idle_closed.load(Ordering::Relaxed),
+    );
+    metric(
         "turn_send_errors_total",
         "counter",
         "Socket send failures",

@@ -88,9 +88,13 @@ async fn tls_connect(server: &Running) -> tokio_rustls::client::TlsStream<TcpStr
 }
 
 async fn start() -> Running {
+    start_with(&[]).await
+}
+
+async fn start_with(extra: &[&str]) -> Running {
     let dir = self_signed();
     let (cert_path, key_path) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
-    let config = Config::from_args([
+    let args = [
         "turn-server",
         "--listen-udp",
         "127.0.0.1:0",
@@ -114,8 +118,10 @@ async fn start() -> Running {
         "5s",
         "--log-format",
         "text",
-    ])
-    .unwrap();
+    ]
+    .into_iter()
+    .chain(extra.iter().copied());
+    let config = Config::from_args(args).unwrap();
     let listeners = turn_server::Listeners::bind(&config).await.unwrap();
     let udp = listeners.udp[0].local_addr().unwrap();
     let tcp = listeners.tcp[0].local_addr().unwrap();
@@ -466,4 +472,52 @@ async fn drain_refuses_new_allocations_but_keeps_relaying() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_excess_streams_are_closed() {
+    let server = start_with(&["--max-streams", "1", "--stream-idle-timeout", "300ms"]).await;
+    let mut first = TcpStream::connect(server.tcp).await.unwrap();
+    // Over the limit: closed on accept.
+    let mut second = TcpStream::connect(server.tcp).await.unwrap();
+    let mut byte = [0u8; 1];
+    let n = tokio::time::timeout(WAIT, second.read(&mut byte))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the second stream is closed");
+    // Quiet and without an allocation: closed after the idle timeout.
+    let n = tokio::time::timeout(WAIT, first.read(&mut byte))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the idle stream is closed");
+    let metrics = reqwest::get(format!("{}/metrics", server.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("turn_streams_refused_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("turn_streams_idle_closed_total 1"),
+        "{metrics}"
+    );
+    // With the place free again, a client with an allocation may stay quiet.
+    let tcp = TcpStream::connect(server.tcp).await.unwrap();
+    let mut client = Client::new(Link::Tcp(Box::new(tcp), Vec::new())).await;
+    client.allocate().await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let resp = client
+        .request(Method::REFRESH, &[Attribute::Lifetime(0)])
+        .await;
+    assert_eq!(
+        class_of(&resp),
+        Class::Success,
+        "still connected after idling with an allocation"
+    );
+    server.shutdown.cancel();
 }

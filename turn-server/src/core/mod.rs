@@ -375,6 +375,11 @@ impl Server {
         self.draining = true;
     }
 
+    /// Whether `client` holds an allocation (stream transports close idle clients without one).
+    pub fn has_allocation(&self, client: &ClientAddr) -> bool {
+        self.by_client.contains_key(client)
+    }
+
     pub fn allocation_count(&self) -> usize {
         self.allocations.len()
     }
