@@ -27,9 +27,17 @@ struct TurnArgs {
     /// TURN server address (host:port; UDP).
     #[arg(long, env = "LOADTEST_TURN_SERVER", default_value = "127.0.0.1:3478")]
     server: std::net::SocketAddr,
-    /// TURN REST shared secret the server accepts.
-    #[arg(long, env = "LOADTEST_TURN_SECRET", hide_env_values = true)]
-    secret: String,
+    /// TURN REST shared secret the server accepts (credentials are minted here).
+    #[arg(
+        long,
+        env = "LOADTEST_TURN_SECRET",
+        hide_env_values = true,
+        required_unless_present = "credentials_url"
+    )]
+    secret: Option<String>,
+    /// Fetch credentials per allocation from this signal-server `/turn-credentials` URL instead.
+    #[arg(long, env = "LOADTEST_CREDENTIALS_URL", conflicts_with = "secret")]
+    credentials_url: Option<String>,
     /// Allocation pairs.
     #[arg(long, env = "LOADTEST_PAIRS", default_value_t = 10)]
     pairs: usize,
@@ -126,7 +134,11 @@ async fn main() -> anyhow::Result<()> {
             }
             let report = turn::run(turn::Options {
                 server: args.server,
-                secret: args.secret,
+                credentials: match (args.secret, args.credentials_url) {
+                    (_, Some(url)) => turn::CredentialSource::Url(url),
+                    (Some(secret), None) => turn::CredentialSource::Secret(secret),
+                    (None, None) => bail!("--secret or --credentials-url is needed"),
+                },
                 pairs: args.pairs,
                 rate: args.rate,
                 size: args.size.clamp(32, 65_000),

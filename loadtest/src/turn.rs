@@ -20,11 +20,77 @@ use turn_server::proto::{
 
 use crate::stats::{Latency, Tally};
 
+/// Where allocations get their TURN REST credentials.
+#[derive(Debug, Clone)]
+pub enum CredentialSource {
+    /// Minted here from the shared secret the server accepts.
+    Secret(String),
+    /// Fetched per allocation from a signal-server `/turn-credentials` URL, as apps do.
+    Url(String),
+}
+
+/// A ready credential source.
+enum Source {
+    Secret(SharedSecret),
+    Url(reqwest::Client, String),
+}
+
+impl Source {
+    fn new(from: &CredentialSource) -> Result<Self, String> {
+        match from {
+            CredentialSource::Secret(s) => SharedSecret::new(s.clone())
+                .map(Self::Secret)
+                .map_err(|_| "empty_secret".to_owned()),
+            CredentialSource::Url(url) => Ok(Self::Url(reqwest::Client::new(), url.clone())),
+        }
+    }
+
+    /// A username and password for one allocation.
+    async fn credential(&self, timeout: Duration) -> Result<(String, String), String> {
+        match self {
+            Self::Secret(secret) => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                let cred = mint(secret, Some("loadtest"), Duration::from_secs(3600), now)
+                    .map_err(|e| e.to_string())?;
+                Ok((cred.username, cred.credential))
+            }
+            Self::Url(http, url) => {
+                let response = http
+                    .get(url)
+                    .timeout(timeout)
+                    .send()
+                    .await
+                    .map_err(|_| "credentials_http".to_owned())?;
+                if !response.status().is_success() {
+                    return Err(format!("credentials_{}", response.status().as_u16()));
+                }
+                let body: Value = response
+                    .json()
+                    .await
+                    .map_err(|_| "credentials_body".to_owned())?;
+                let servers = body["iceServers"].as_array().cloned().unwrap_or_default();
+                servers
+                    .iter()
+                    .find_map(|s| {
+                        Some((
+                            s["username"].as_str()?.to_owned(),
+                            s["credential"].as_str()?.to_owned(),
+                        ))
+                    })
+                    .ok_or_else(|| "credentials_missing".to_owned())
+            }
+        }
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub server: SocketAddr,
-    pub secret: String,
+    pub credentials: CredentialSource,
     pub pairs: usize,
     /// Packets per second each client sends (both directions run).
     pub rate: u64,
@@ -137,7 +203,7 @@ struct TurnClient {
 impl TurnClient {
     async fn connect(
         server: SocketAddr,
-        secret: &SharedSecret,
+        source: &Source,
         timeout: Duration,
     ) -> Result<Self, String> {
         let bind: SocketAddr = if server.is_ipv4() {
@@ -148,20 +214,15 @@ impl TurnClient {
         .parse()
         .expect("valid");
         let socket = UdpSocket::bind(bind).await.map_err(|_| "bind".to_owned())?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let cred = mint(secret, Some("loadtest"), Duration::from_secs(3600), now)
-            .map_err(|e| e.to_string())?;
+        let (username, password) = source.credential(timeout).await?;
         let mut client = Self {
             socket: Arc::new(socket),
             server,
-            username: cred.username,
+            username,
             realm: String::new(),
             nonce: String::new(),
             key: [0; 16],
-            password: cred.credential,
+            password,
             relay: server,
             txn: rand::random(),
         };
@@ -260,11 +321,11 @@ fn method_name(method: Method) -> &'static str {
 
 /// Runs the scenario; bounded by `duration` plus setup and drain timeouts.
 pub async fn run(options: Options) -> Report {
-    let secret = match SharedSecret::new(options.secret.clone()) {
+    let source = match Source::new(&options.credentials) {
         Ok(s) => s,
-        Err(_) => {
+        Err(kind) => {
             let mut tally = Tally::default();
-            tally.error("empty_secret");
+            tally.error(kind);
             return Report {
                 options,
                 tally,
@@ -280,7 +341,7 @@ pub async fn run(options: Options) -> Report {
     let mut tally = Tally::default();
     let mut pairs = Vec::new();
     for _ in 0..options.pairs {
-        match setup_pair(&options, &secret, &mut tally).await {
+        match setup_pair(&options, &source, &mut tally).await {
             Ok(pair) => pairs.push(pair),
             Err(kind) => tally.error(kind),
         }
@@ -349,14 +410,14 @@ pub async fn run(options: Options) -> Report {
 /// Two allocations with a channel each towards the other's relay address.
 async fn setup_pair(
     o: &Options,
-    secret: &SharedSecret,
+    source: &Source,
     tally: &mut Tally,
 ) -> Result<(TurnClient, TurnClient), String> {
     let t = Instant::now();
-    let mut a = TurnClient::connect(o.server, secret, o.step_timeout).await?;
+    let mut a = TurnClient::connect(o.server, source, o.step_timeout).await?;
     tally.record("allocate", t.elapsed());
     let t = Instant::now();
-    let mut b = TurnClient::connect(o.server, secret, o.step_timeout).await?;
+    let mut b = TurnClient::connect(o.server, source, o.step_timeout).await?;
     tally.record("allocate", t.elapsed());
     let channel = ChannelNumber::new(0x4000).expect("in range");
     let (relay_a, relay_b) = (a.relay, b.relay);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use loadtest::turn::{Options, run};
+use loadtest::turn::{CredentialSource, Options, run};
 use tokio_util::sync::CancellationToken;
 use turn_server::config::Config;
 
@@ -30,7 +30,7 @@ async fn relays_between_allocation_pairs_and_reports_what_arrived() {
 
     let report = run(Options {
         server,
-        secret: "load-secret".into(),
+        credentials: CredentialSource::Secret("load-secret".into()),
         pairs: 2,
         rate: 100,
         size: 64,
@@ -51,10 +51,38 @@ async fn relays_between_allocation_pairs_and_reports_what_arrived() {
     assert_eq!(report.tally.count("bind"), 4);
     assert_eq!(report.to_json()["received"], report.received);
 
+    // The same with credentials fetched from a real signal-server, as apps get them.
+    let turn_url = format!("turn:{server}");
+    let signal = signal_server::config::Config::from_args([
+        "signal-server",
+        "--log-format",
+        "text",
+        "--turn-secrets",
+        "load-secret",
+        "--turn-urls",
+        &turn_url,
+    ])
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/turn-credentials", listener.local_addr().unwrap());
+    tokio::spawn(signal_server::run(signal, listener, shutdown.clone()));
+    let fetched = run(Options {
+        server,
+        credentials: CredentialSource::Url(url),
+        pairs: 1,
+        rate: 50,
+        size: 64,
+        duration: Duration::from_millis(500),
+        step_timeout: Duration::from_secs(5),
+    })
+    .await;
+    assert_eq!(fetched.ready_pairs, 1, "{}", fetched.human());
+    assert!(fetched.received > 0);
+
     // A wrong secret fails every allocation, counted by kind.
     let refused = run(Options {
         server,
-        secret: "wrong".into(),
+        credentials: CredentialSource::Secret("wrong".into()),
         pairs: 1,
         rate: 10,
         size: 64,
