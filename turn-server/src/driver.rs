@@ -32,6 +32,28 @@ pub const UDP_BUFFER_BYTES: usize = 4 << 20;
 /// A TLS client has this long to finish its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+thread_local! {
+    /// One receive buffer per worker thread rather than per relay: relays borrow it only between
+    /// readiness and the synchronous send, never across an await, so an allocation costs no
+    /// 64 KiB buffer of its own.
+    static RELAY_BUF: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(vec![0u8; CHANNEL_DATA_HEADER_LEN + MAX_DATAGRAM]);
+}
+
+/// Datagrams a relay forwards in one go before yielding to other tasks.
+const RELAY_BATCH: usize = 64;
+
+/// What became of one datagram a relay received.
+enum Relayed {
+    /// Nothing was waiting.
+    Idle,
+    Done,
+    /// The core queued a message (a Data indication) to send.
+    Flush,
+    /// The client's socket was full: send these bytes, waiting.
+    Wait(ClientAddr, Vec<u8>),
+}
+
 /// Bounds on TCP/TLS clients.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamLimits {
@@ -225,28 +247,49 @@ impl Shared {
     async fn send_to_client(&self, to: ClientAddr, bytes: &[u8]) {
         match to.transport {
             Transport::Udp => {
-                let Some(socket) = self.udp.get(&to.local) else {
-                    return;
-                };
-                if socket.send_to(bytes, to.remote).await.is_err() {
-                    self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                if let Some(socket) = self.udp.get(&to.local) {
+                    self.send_udp(socket, bytes, to.remote).await;
+                }
+            }
+            Transport::Tcp | Transport::Tls => self.queue_stream(to, bytes),
+        }
+    }
+
+    /// Sends to a client without waiting; hands the bytes back when a UDP socket is full.
+    fn try_send_to_client(&self, to: ClientAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+        match to.transport {
+            Transport::Udp => {
+                let socket = self.udp.get(&to.local)?;
+                match socket.try_send_to(bytes, to.remote) {
+                    Ok(_) => None,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Some(bytes.to_vec()),
+                    Err(_) => {
+                        self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
                 }
             }
             Transport::Tcp | Transport::Tls => {
-                let sender = self
-                    .tcp
-                    .lock()
-                    .expect("tcp lock poisoned")
-                    .get(&to)
-                    .cloned();
-                let Some(sender) = sender else { return };
-                let mut frame = bytes.to_vec();
-                // ChannelData over streams is padded to 4 bytes (RFC 8656 §12.5); STUN already is.
-                frame.resize(frame.len().next_multiple_of(4), 0);
-                if sender.try_send(frame).is_err() {
-                    self.stats.tcp_queue_drops.fetch_add(1, Ordering::Relaxed);
-                }
+                self.queue_stream(to, bytes);
+                None
             }
+        }
+    }
+
+    /// Queues a frame for a TCP/TLS client's writer; a full queue drops it (counted).
+    fn queue_stream(&self, to: ClientAddr, bytes: &[u8]) {
+        let sender = self
+            .tcp
+            .lock()
+            .expect("tcp lock poisoned")
+            .get(&to)
+            .cloned();
+        let Some(sender) = sender else { return };
+        let mut frame = bytes.to_vec();
+        // ChannelData over streams is padded to 4 bytes (RFC 8656 §12.5); STUN already is.
+        frame.resize(frame.len().next_multiple_of(4), 0);
+        if sender.try_send(frame).is_err() {
+            self.stats.tcp_queue_drops.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -282,26 +325,46 @@ impl Shared {
         relay: SocketAddr,
         cancel: CancellationToken,
     ) {
-        let mut buf = vec![0u8; CHANNEL_DATA_HEADER_LEN + MAX_DATAGRAM];
         loop {
-            let received = tokio::select! {
+            tokio::select! {
                 () = cancel.cancelled() => return,
-                r = socket.recv_from(&mut buf[CHANNEL_DATA_HEADER_LEN..]) => r,
-            };
-            // ICMP errors surface as recv errors on some systems; they do not end the relay.
-            let Ok((n, peer)) = received else { continue };
-            let now = self.now();
-            let payload = &buf[CHANNEL_DATA_HEADER_LEN..CHANNEL_DATA_HEADER_LEN + n];
-            let action = self.core().handle_peer(now, relay, peer, payload);
-            match action {
-                PeerAction::ChannelData { to, header } => {
-                    buf[..CHANNEL_DATA_HEADER_LEN].copy_from_slice(&header);
-                    self.send_to_client(to, &buf[..CHANNEL_DATA_HEADER_LEN + n])
-                        .await;
-                }
-                PeerAction::Queued => self.flush().await,
-                PeerAction::Drop => {}
+                ready = socket.readable() => if ready.is_err() { continue },
             }
+            // Drain what is queued without awaiting, then let other tasks run.
+            for _ in 0..RELAY_BATCH {
+                let next = RELAY_BUF.with_borrow_mut(|buf| self.relay_one(&socket, relay, buf));
+                match next {
+                    Relayed::Idle => break,
+                    Relayed::Done => {}
+                    Relayed::Flush => self.flush().await,
+                    Relayed::Wait(to, bytes) => self.send_to_client(to, &bytes).await,
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Receives one datagram into `buf` (behind the ChannelData header's room) and forwards it.
+    fn relay_one(&self, socket: &UdpSocket, relay: SocketAddr, buf: &mut [u8]) -> Relayed {
+        let (n, peer) = match socket.try_recv_from(&mut buf[CHANNEL_DATA_HEADER_LEN..]) {
+            Ok(received) => received,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Relayed::Idle,
+            // ICMP errors surface as recv errors on some systems; they do not end the relay.
+            Err(_) => return Relayed::Done,
+        };
+        let now = self.now();
+        let payload = &buf[CHANNEL_DATA_HEADER_LEN..CHANNEL_DATA_HEADER_LEN + n];
+        let action = self.core().handle_peer(now, relay, peer, payload);
+        match action {
+            PeerAction::ChannelData { to, header } => {
+                buf[..CHANNEL_DATA_HEADER_LEN].copy_from_slice(&header);
+                match self.try_send_to_client(to, &buf[..CHANNEL_DATA_HEADER_LEN + n]) {
+                    Some(bytes) => Relayed::Wait(to, bytes),
+                    None => Relayed::Done,
+                }
+            }
+            PeerAction::Queued => Relayed::Flush,
+            PeerAction::Drop => Relayed::Done,
         }
     }
 
