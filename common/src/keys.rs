@@ -11,6 +11,9 @@
 //! | `{p}:{CODE}:data`  | hash | slot name -> blob bytes                                            |
 //! | `{p}:{CODE}:log`   | list | recent changes as JSON, oldest first, bounded (log_len to 2 x log_len) |
 //!
+//! Besides rooms, only [`KeySchema::lock_key`] (`{p}:janitor:lock`, the janitor's lock token)
+//! lives under the prefix.
+//!
 //! Every key of a live room carries a PEXPIREAT at or after the room's deadline (at most a minute
 //! after); a room hash without a TTL, or whose `_state` deadline has passed, is stale.
 //! Changes are published on the plain pub/sub channel [`KeySchema::events_channel`]; in a
@@ -100,6 +103,12 @@ impl KeySchema {
         format!("{}:events", self.prefix)
     }
 
+    /// The janitor's distributed lock. It sits under the prefix (so a deployment's keys stay
+    /// together) but outside the room grammar: [`KeySchema::parse`] rejects it.
+    pub fn lock_key(&self) -> String {
+        format!("{}:janitor:lock", self.prefix)
+    }
+
     /// Parses a key of this schema; `None` for foreign or malformed keys.
     pub fn parse<'a>(&self, key: &'a str) -> Option<RoomKey<'a>> {
         let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(":{")?;
@@ -151,5 +160,13 @@ mod tests {
         let schema = KeySchema::default();
         assert_eq!(schema.room_pattern(), "sb:{*}:room");
         assert_eq!(schema.events_channel(), "sb:events");
+    }
+
+    #[test]
+    fn lock_key_is_under_the_prefix_but_no_room_key() {
+        let schema = KeySchema::default();
+        assert_eq!(schema.lock_key(), "sb:janitor:lock");
+        assert!(schema.lock_key().starts_with("sb:"));
+        assert_eq!(schema.parse(&schema.lock_key()), None);
     }
 }

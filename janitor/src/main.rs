@@ -1,9 +1,66 @@
-//! Switchboard janitor: stale-room sweeper.
-//!
-//! # Layout
-//! - `main.rs`: placeholder entry point; the implementation is tracked in issue 5.
+//! `janitor` binary: parse config, set up logs, sweep once or on a schedule.
+//! Exit codes: 0 after a sweep (or a clean stop of the schedule), 75 when `run` finds the lock
+//! held, 64 for bad configuration, 1 when Redis is unreachable or fails.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("janitor is not implemented yet (issue 5); see README.md");
-    std::process::ExitCode::from(2)
+use std::process::ExitCode;
+
+use clap::Parser;
+use janitor::config::{Cli, Command};
+use janitor::{Outcome, RunError};
+
+/// `EX_USAGE` from sysexits.h: the configuration was wrong.
+const EXIT_CONFIG: u8 = 64;
+/// `EX_TEMPFAIL` from sysexits.h: another janitor is sweeping; try again later.
+const EXIT_LOCKED: u8 = 75;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = cli.sweep_args();
+    common::telemetry::init(args.log_format);
+    let janitor = match args.janitor() {
+        Ok(janitor) => janitor,
+        Err(err) => {
+            eprintln!("janitor: invalid configuration: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let json = args.json;
+    match &cli.command {
+        Command::Run(_) => match janitor.sweep_once().await {
+            Ok(outcome) => {
+                print(&outcome, json);
+                match outcome {
+                    Outcome::Swept(_) => ExitCode::SUCCESS,
+                    Outcome::Locked { .. } => ExitCode::from(EXIT_LOCKED),
+                }
+            }
+            Err(err) => {
+                eprintln!("janitor: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Schedule { cron, .. } => {
+            let shutdown = common::shutdown::token_on_signal();
+            tracing::info!(cron = %cron, "janitor schedule started");
+            janitor::schedule::run(&janitor, cron, shutdown, |result| report(result, json)).await;
+            tracing::info!("janitor schedule stopped");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn print(outcome: &Outcome, json: bool) {
+    if json {
+        println!("{}", outcome.to_json());
+    } else {
+        println!("janitor: {outcome}");
+    }
+}
+
+fn report(result: Result<Outcome, RunError>, json: bool) {
+    match result {
+        Ok(outcome) => print(&outcome, json),
+        Err(err) => tracing::error!(%err, "sweep failed"),
+    }
 }
