@@ -3,10 +3,14 @@
 //! # Layout
 //! - [`turn_auth`]: TURN REST API credentials (mint in signal-server, verify in turn-server).
 //! - [`keys`]: the Redis key schema every binary reads and writes (hash-tagged per room).
+//! - [`redis_url`]: the `--redis-url` syntax (one server or a cluster's seeds).
+//! - [`redacted`]: secret flag values whose `Debug` hides them.
 //! - [`telemetry`]: `tracing` set-up (JSON or text logs).
 //! - [`shutdown`]: the SIGTERM/SIGINT future behind every service's drain.
 
 pub mod keys;
+pub mod redacted;
+pub mod redis_url;
 pub mod shutdown;
 pub mod telemetry;
 pub mod turn_auth;

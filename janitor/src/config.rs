@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use common::keys::KeySchema;
+use common::redacted::Redacted;
 use common::telemetry::LogFormat;
 
 use crate::{Janitor, Policy};
@@ -79,23 +80,6 @@ pub struct SweepArgs {
     pub log_format: LogFormat,
 }
 
-/// A secret flag value: `Debug` never shows it, so logging the config is safe.
-#[derive(Clone)]
-pub struct Redacted(pub String);
-
-impl std::str::FromStr for Redacted {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.trim().to_owned()))
-    }
-}
-
-impl std::fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
 impl Cli {
     /// The flags shared by every subcommand.
     pub fn sweep_args(&self) -> &SweepArgs {
@@ -114,7 +98,8 @@ impl SweepArgs {
                 "--key-prefix `{prefix}` must be non-empty without `:{{}}` or glob characters"
             ));
         }
-        let url = &self.redis_url.0;
+        // Surrounding blanks (a file or env value with a newline) are not part of the URL.
+        let url = self.redis_url.0.trim();
         if url.is_empty() {
             return Err("--redis-url is empty".into());
         }
@@ -122,7 +107,7 @@ impl SweepArgs {
             return Err("--lock-ttl must be at least 1s".into());
         }
         Ok(Janitor {
-            redis_url: url.clone(),
+            redis_url: url.to_owned(),
             redis_timeout: self.redis_timeout,
             schema: KeySchema::new(prefix.as_str()),
             policy: Policy {

@@ -3,33 +3,7 @@
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError};
 
-/// One server, or the seed nodes of a Redis Cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisTarget {
-    Single(String),
-    Cluster(Vec<String>),
-}
-
-impl RedisTarget {
-    /// `redis://…` is one server; a comma-separated list of URLs, or a URL with
-    /// `cluster=true`, is a cluster's seed nodes.
-    pub fn parse(urls: &str) -> Self {
-        let urls: Vec<String> = urls
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .map(String::from)
-            .collect();
-        match urls.as_slice() {
-            [one] if !one.contains("cluster=") => Self::Single(one.clone()),
-            _ => Self::Cluster(
-                urls.iter()
-                    .map(|u| u.replace("?cluster=true", "").replace("&cluster=true", ""))
-                    .collect(),
-            ),
-        }
-    }
-}
+pub use common::redis_url::RedisTarget;
 
 /// The masters serving slots in a `CLUSTER NODES` answer, as `(host, port)`; an empty host
 /// (a node that does not know its own address) becomes `seed_host`.
@@ -83,22 +57,6 @@ pub fn seed_host(seed: &str) -> Result<String, RedisError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_single_and_cluster_urls() {
-        assert_eq!(
-            RedisTarget::parse("redis://a:1"),
-            RedisTarget::Single("redis://a:1".into())
-        );
-        assert_eq!(
-            RedisTarget::parse("redis://a:1, redis://b:2"),
-            RedisTarget::Cluster(vec!["redis://a:1".into(), "redis://b:2".into()])
-        );
-        assert_eq!(
-            RedisTarget::parse("redis://a:1?cluster=true"),
-            RedisTarget::Cluster(vec!["redis://a:1".into()])
-        );
-    }
 
     #[test]
     fn finds_serving_masters() {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use common::redacted::Redacted;
 use common::telemetry::LogFormat;
 use common::turn_auth::SharedSecret;
 use ipnet::IpNet;
@@ -125,23 +126,6 @@ pub struct Config {
     /// Check the configuration, print a summary without secrets, and exit.
     #[arg(long)]
     pub check_config: bool,
-}
-
-/// A secret flag value: `Debug` never shows it, so logging the config is safe.
-#[derive(Clone)]
-pub struct Redacted(pub String);
-
-impl std::str::FromStr for Redacted {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
-impl std::fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 /// A configuration that cannot run.

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
+use common::redacted::Redacted;
 use common::telemetry::LogFormat;
 use common::turn_auth::SharedSecret;
 use ipnet::IpNet;
@@ -68,7 +69,7 @@ pub struct Config {
 
     /// TURN REST shared secrets, comma-separated, newest first (rotation: all are accepted).
     #[arg(long, env = "TURN_SECRETS", hide_env_values = true)]
-    pub secrets: Option<Secret>,
+    pub secrets: Option<Redacted>,
 
     /// File with shared secrets, one per line; wins over `--secrets`.
     #[arg(long, env = "TURN_SECRETS_FILE")]
@@ -134,23 +135,6 @@ pub struct Config {
     /// Check the configuration, print a summary without secrets, and exit.
     #[arg(long)]
     pub check_config: bool,
-}
-
-/// A secret flag value: `Debug` never shows it.
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 /// An inclusive port range `LOW-HIGH`.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::keys::KeySchema;
+pub use common::redis_url::RedisTarget;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -27,40 +28,6 @@ use crate::model::{
 };
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
-
-/// Where Redis is: one server, or the seed nodes of a cluster.
-#[derive(Debug, Clone)]
-pub enum RedisTarget {
-    Single(String),
-    Cluster(Vec<String>),
-}
-
-impl RedisTarget {
-    /// `redis://…` is one server; a comma-separated list of URLs is a cluster's seed nodes.
-    pub fn parse(urls: &str) -> Self {
-        let urls: Vec<String> = urls
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .map(String::from)
-            .collect();
-        match urls.as_slice() {
-            [one] if !one.contains("cluster=") => Self::Single(one.clone()),
-            _ => Self::Cluster(
-                urls.iter()
-                    .map(|u| u.replace("?cluster=true", "").replace("&cluster=true", ""))
-                    .collect(),
-            ),
-        }
-    }
-
-    fn pubsub_urls(&self) -> Vec<String> {
-        match self {
-            Self::Single(url) => vec![url.clone()],
-            Self::Cluster(urls) => urls.clone(),
-        }
-    }
-}
 
 /// One multiplexed connection of either kind; both reconnect on their own.
 #[derive(Clone)]
@@ -390,7 +357,7 @@ impl RedisStore {
     /// While disconnected the fan-out is marked unavailable, which ends every local watch.
     pub async fn run_subscriber(self: Arc<Self>, shutdown: CancellationToken) {
         let channel = self.keys.events_channel();
-        let urls = self.target.pubsub_urls();
+        let urls = self.target.urls();
         let mut backoff = Duration::from_millis(50);
         let mut attempt = 0usize;
         loop {
@@ -607,22 +574,6 @@ fn parse_slot_meta(name: SlotName, meta: &str) -> Result<SlotInfo, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn targets() {
-        assert!(matches!(
-            RedisTarget::parse("redis://a:1"),
-            RedisTarget::Single(_)
-        ));
-        match RedisTarget::parse("redis://a:1,redis://b:2") {
-            RedisTarget::Cluster(urls) => assert_eq!(urls.len(), 2),
-            other => panic!("{other:?}"),
-        }
-        match RedisTarget::parse("redis://a:1?cluster=true") {
-            RedisTarget::Cluster(urls) => assert_eq!(urls, ["redis://a:1"]),
-            other => panic!("{other:?}"),
-        }
-    }
 
     #[test]
     fn library_names_follow_source_and_settings() {
