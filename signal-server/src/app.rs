@@ -36,6 +36,7 @@ pub struct Settings {
     pub turn_urls: Vec<String>,
     pub turn_ttl: Duration,
     pub cors_origins: Vec<String>,
+    pub compat: crate::compat::CompatSettings,
 }
 
 /// Everything a handler may touch, shared behind one `Arc` so per-request clones stay cheap.
@@ -115,7 +116,8 @@ pub fn router(state: AppState) -> Router {
     let streams = Router::new()
         .route("/v1/rooms/{code}/events", get(routes::watch::sse))
         .route("/v1/rooms/{code}/ws", get(routes::watch::websocket))
-        .route("/v1/rooms/{code}/changes", get(routes::watch::long_poll));
+        .route("/v1/rooms/{code}/changes", get(routes::watch::long_poll))
+        .merge(crate::compat::routes(&state.settings.compat));
     bounded
         .merge(streams)
         .fallback(|| async { ApiError::not_found() })

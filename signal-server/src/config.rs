@@ -123,6 +123,9 @@ pub struct Config {
     #[arg(long, env = "SB_LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
 
+    #[command(flatten)]
+    pub compat: crate::compat::CompatConfig,
+
     /// Check the configuration, print a summary without secrets, and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -212,6 +215,9 @@ impl Config {
             return bad("--turn-ttl must be positive");
         }
         self.redis_url()?;
+        self.compat
+            .settings(self.client_codes)
+            .map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -331,6 +337,9 @@ mod tests {
             vec!["s", "--idle-ttl", "2h", "--max-age", "1h"],
             vec!["s", "--turn-urls", "turn:x:3478"],
             vec!["s", "--key-prefix", "a{b"],
+            vec!["s", "--client-codes", "false"],
+            vec!["s", "--firebase-prefix", "firebase"],
+            vec!["s", "--twilio-account-sid", "AC1"],
         ] {
             assert!(Config::from_args(args).unwrap().validate().is_err());
         }

@@ -7,11 +7,13 @@
 //! - [`store`]: the two back ends (Lua scripts on Redis; a map in memory) with one semantics.
 //! - [`fanout`]: per-room broadcast of changes to this process's watchers.
 //! - [`watch`]: a gap-free, ordered watch of one room, shared by every transport.
+//! - [`compat`]: Firebase RTDB, PeerJS and Twilio faces over the same rooms.
 //! - `routes/`: HTTP handlers; `app`: state, router and middleware; `limits`: abuse limits.
 //! - [`run`]: binds it all together and drains on shutdown.
 
 pub mod app;
 pub mod clock;
+pub mod compat;
 pub mod config;
 pub mod error;
 pub mod fanout;
@@ -157,6 +159,10 @@ fn settings(config: &Config) -> Result<Settings, ConfigError> {
         turn_urls: config.turn_urls.clone(),
         turn_ttl: config.turn_ttl,
         cors_origins: config.cors_origins.clone(),
+        compat: config
+            .compat
+            .settings(config.client_codes)
+            .map_err(ConfigError::Invalid)?,
     })
 }
 

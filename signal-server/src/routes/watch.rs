@@ -45,7 +45,8 @@ struct OpenWatch {
     _gauge: GaugeGuard,
 }
 
-struct GaugeGuard(prometheus::IntGauge);
+/// Decrements its gauge when dropped, so a stream counts itself out however it ends.
+pub(crate) struct GaugeGuard(pub(crate) prometheus::IntGauge);
 
 impl Drop for GaugeGuard {
     fn drop(&mut self) {

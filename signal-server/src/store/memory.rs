@@ -60,6 +60,18 @@ impl MemoryStore {
         self.bytes.load(Ordering::Relaxed)
     }
 
+    /// Codes of up to `limit` live rooms, in no particular order.
+    pub fn room_codes(&self, limit: usize, now: u64) -> Vec<RoomCode> {
+        let inner = self.lock();
+        inner
+            .rooms
+            .iter()
+            .filter(|(_, room)| room.deadline > now)
+            .map(|(code, _)| code.clone())
+            .take(limit)
+            .collect()
+    }
+
     pub fn create_room(&self, code: &RoomCode, now: u64) -> Result<RoomInfo, StoreError> {
         let mut inner = self.lock();
         if inner.live_room(code, now, &self.bytes).is_some() {

@@ -103,6 +103,14 @@ impl Store {
         dispatch!(self, s => s.changes_since(code, after, now))
     }
 
+    /// Codes of up to `limit` rooms (on Redis some may have just expired: read them to know).
+    pub async fn room_codes(&self, limit: usize, now: u64) -> Result<Vec<RoomCode>, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.room_codes(limit, now)),
+            Store::Redis(s) => s.room_codes(limit).await,
+        }
+    }
+
     /// Checks the back end answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {

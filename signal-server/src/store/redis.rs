@@ -17,6 +17,7 @@ pub use common::redis_url::RedisTarget;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +27,9 @@ use crate::model::{
     Blob, Change, ChangesSince, Limits, Precondition, PutBlob, RoomCode, RoomInfo, SlotInfo,
     SlotName,
 };
+
+/// Keys `SCAN` looks at per call when listing rooms.
+const SCAN_COUNT: usize = 500;
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
@@ -404,6 +408,102 @@ impl RedisStore {
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Codes of up to `limit` rooms found by `SCAN` (on a cluster, on every master).
+    pub async fn room_codes(&self, limit: usize) -> Result<Vec<RoomCode>, StoreError> {
+        let mut codes = Vec::new();
+        match &self.conn {
+            Conn::Single(conn) => {
+                self.scan_codes(limit, &mut codes, |cmd| {
+                    let mut conn = conn.clone();
+                    async move { cmd.query_async::<Value>(&mut conn).await }
+                })
+                .await?;
+            }
+            Conn::Cluster(conn) => {
+                let mut nodes_conn = conn.clone();
+                let nodes: String = self
+                    .bounded(async move {
+                        redis::cmd("CLUSTER")
+                            .arg("NODES")
+                            .query_async(&mut nodes_conn)
+                            .await
+                    })
+                    .await?;
+                let seed_host = self.seed_host();
+                for (host, port) in common::redis_url::masters(&nodes, &seed_host) {
+                    if codes.len() >= limit {
+                        break;
+                    }
+                    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port,
+                    });
+                    self.scan_codes(limit, &mut codes, |cmd| {
+                        let mut conn = conn.clone();
+                        let route = route.clone();
+                        async move { conn.route_command(cmd, route).await }
+                    })
+                    .await?;
+                }
+            }
+        }
+        Ok(codes)
+    }
+
+    /// Pages through one node's room hashes with `SCAN` until it ends or `limit` codes are held.
+    async fn scan_codes<F, Fut>(
+        &self,
+        limit: usize,
+        codes: &mut Vec<RoomCode>,
+        send: F,
+    ) -> Result<(), StoreError>
+    where
+        F: Fn(Cmd) -> Fut,
+        Fut: Future<Output = redis::RedisResult<Value>>,
+    {
+        let pattern = self.keys.room_pattern();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT);
+            let reply = self.bounded(send(cmd)).await?;
+            let (next, keys): (u64, Vec<String>) = redis::from_redis_value(reply)
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            for key in keys {
+                if codes.len() >= limit {
+                    return Ok(());
+                }
+                let parsed = self
+                    .keys
+                    .parse(&key)
+                    .and_then(|k| RoomCode::parse(k.code).ok());
+                if let Some(code) = parsed {
+                    codes.push(code);
+                }
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    /// Host of the first seed, for cluster nodes that report an empty address.
+    fn seed_host(&self) -> String {
+        use redis::IntoConnectionInfo;
+        let first = self.target.urls().into_iter().next().unwrap_or_default();
+        match first.into_connection_info().map(|info| info.addr().clone()) {
+            Ok(
+                redis::ConnectionAddr::Tcp(host, _) | redis::ConnectionAddr::TcpTls { host, .. },
+            ) => host,
+            _ => "127.0.0.1".to_owned(),
         }
     }
 

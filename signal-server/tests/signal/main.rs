@@ -2,6 +2,8 @@
 //! store, a real `redis-server` and a 3-master Redis Cluster, plus replicas and Redis outages.
 
 mod binary;
+mod compat;
+mod pypeer;
 mod suite;
 mod support;
 
@@ -87,6 +89,11 @@ suite_on!(
         abuse_limits,
         ops_endpoints,
         shutdown_ends_streams_with_a_final_event,
+        firebase_rest,
+        firebase_limits,
+        firebase_streams,
+        firebase_admin_listing,
+        twilio_tokens,
     ]
 );
 
@@ -107,6 +114,11 @@ suite_on!(
         abuse_limits,
         ops_endpoints,
         shutdown_ends_streams_with_a_final_event,
+        firebase_rest,
+        firebase_limits,
+        firebase_streams,
+        firebase_admin_listing,
+        twilio_tokens,
     ]
 );
 
@@ -119,6 +131,9 @@ suite_on!(
         sse_sees_every_change_in_order,
         long_poll,
         ttls_follow_server_time,
+        firebase_rest,
+        firebase_streams,
+        firebase_admin_listing,
     ]
 );
 
@@ -159,16 +174,38 @@ async fn replicas_share_rooms(url: &str) {
     assert_eq!(got.text().await.unwrap(), "a");
 }
 
+/// Firebase streams on one replica see writes made through another.
+async fn firebase_across_replicas(url: &str) {
+    let a = Server::start(Some(url), &[]).await;
+    let b = Server::start(Some(url), &[]).await;
+    let mut joiner = compat::fb_stream(&b, "/rooms/REPL01/offer.json").await;
+    assert_eq!(compat::next_put(&mut joiner).await, Value::Null);
+    let offer = serde_json::json!({"payload": "p", "timestamp": 1});
+    let r = a
+        .http
+        .put(a.url("/firebase/rooms/REPL01/offer.json"))
+        .body(offer.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(compat::next_put(&mut joiner).await, offer);
+    assert_eq!(a.delete("/firebase/rooms/REPL01.json").await.status(), 200);
+    assert_eq!(compat::next_put(&mut joiner).await, Value::Null);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_one_redis() {
     let redis = RedisServer::start();
     replicas_share_rooms(&redis.url()).await;
+    firebase_across_replicas(&redis.url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_a_cluster() {
     let cluster = RedisCluster::start();
     replicas_share_rooms(&cluster.url()).await;
+    firebase_across_replicas(&cluster.url()).await;
     // Rooms spread over every master, each room's keys on one.
     let a = Server::start(Some(&cluster.url()), &["--create-per-minute", "1000"]).await;
     for _ in 0..30 {

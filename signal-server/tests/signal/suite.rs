@@ -9,6 +9,10 @@ use serde_json::Value;
 
 use crate::support::{Server, WsItem, kind};
 
+pub use crate::compat::{
+    firebase_admin_listing, firebase_limits, firebase_rest, firebase_streams, twilio_tokens,
+};
+
 /// Starts a server over the backend under test.
 pub type Boot<'a> = &'a (
         dyn Fn(&'static [&'static str]) -> futures_util::future::BoxFuture<'static, Server> + Sync
