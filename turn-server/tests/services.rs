@@ -109,6 +109,10 @@ async fn credentials_minted_by_signal_server_allocate_here() {
         "shared-new",
         "--turn-urls",
         &turn_url,
+        "--twilio-account-sid",
+        "AC0123",
+        "--twilio-auth-token",
+        "tok3n",
     ])
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -138,6 +142,27 @@ async fn credentials_minted_by_signal_server_allocate_here() {
     assert_eq!(class(&resp), Class::Success);
     let resp = allocate(turn, server["username"].as_str().unwrap(), "forged", &[]).await;
     assert_eq!(class(&resp), Class::Error);
+
+    // The Twilio-shaped token endpoint hands out credentials this server accepts too.
+    let token = reqwest::Client::new()
+        .post(format!("{base}/2010-04-01/Accounts/AC0123/Tokens.json"))
+        .basic_auth("AC0123", Some("tok3n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 201);
+    let token: serde_json::Value = token.json().await.unwrap();
+    let server = &token["ice_servers"][0];
+    assert_eq!(server["urls"], turn_url.as_str());
+    assert_eq!(server["username"], token["username"]);
+    let resp = allocate(
+        turn,
+        token["username"].as_str().unwrap(),
+        token["password"].as_str().unwrap(),
+        &[],
+    )
+    .await;
+    assert_eq!(class(&resp), Class::Success);
     stop_signal.cancel();
     stop_turn.cancel();
 }
