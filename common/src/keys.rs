@@ -103,6 +103,23 @@ impl KeySchema {
         format!("{}:events", self.prefix)
     }
 
+    /// A PeerJS client's registration (`:peer`, its token, with a TTL of the liveness timeout)
+    /// and its queue of messages waiting for it (`:queue`), under one hash tag.
+    pub fn peerjs_keys(&self, api_key: &str, id: &str) -> [String; 2] {
+        let tag = format!("{}:{{peerjs:{api_key}:{id}}}", self.prefix);
+        [format!("{tag}:peer"), format!("{tag}:queue")]
+    }
+
+    /// The `SCAN MATCH` pattern for the registrations of one PeerJS API key.
+    pub fn peerjs_pattern(&self, api_key: &str) -> String {
+        format!("{}:{{peerjs:{api_key}:*}}:peer", self.prefix)
+    }
+
+    /// The pub/sub channel carrying PeerJS messages between replicas.
+    pub fn peerjs_channel(&self) -> String {
+        format!("{}:peerjs", self.prefix)
+    }
+
     /// The janitor's distributed lock. It sits under the prefix (so a deployment's keys stay
     /// together) but outside the room grammar: [`KeySchema::parse`] rejects it.
     pub fn lock_key(&self) -> String {

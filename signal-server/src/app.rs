@@ -64,6 +64,8 @@ pub struct App {
     pub metrics: Metrics,
     pub rate_limits: Arc<RateLimits>,
     pub watch_caps: Arc<WatchCaps>,
+    /// The PeerJS relay, when that layer is on.
+    pub peerjs: Option<Arc<crate::compat::peerjs::hub::Hub>>,
     /// Cancelled on SIGTERM: watches send a final `shutdown` event and end.
     pub shutdown: CancellationToken,
 }

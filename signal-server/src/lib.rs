@@ -73,10 +73,17 @@ pub async fn serve(
     config.validate()?;
     let metrics = Metrics::new();
     let (store, kind) = open_store(&config, &metrics, &clock, &shutdown).await?;
+    let settings = Arc::new(settings(&config)?);
+    let peerjs = settings
+        .compat
+        .peerjs
+        .as_ref()
+        .map(|pj| compat::peerjs::start(pj, &store, shutdown.clone()));
     let state = AppState::new(App {
+        peerjs,
         store,
         clock,
-        settings: Arc::new(settings(&config)?),
+        settings,
         metrics,
         rate_limits: Arc::new(RateLimits::new(
             config.create_per_minute,

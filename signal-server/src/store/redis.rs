@@ -28,6 +28,9 @@ use crate::model::{
     SlotName,
 };
 
+/// Queue of relayed PeerJS messages between the subscriber and the local sessions.
+const PEER_FEED_CAPACITY: usize = 1024;
+
 /// Keys `SCAN` looks at per call when listing rooms.
 const SCAN_COUNT: usize = 500;
 
@@ -159,6 +162,8 @@ impl Library {
 /// Rooms in Redis.
 pub struct RedisStore {
     conn: Conn,
+    /// Messages of the PeerJS relay channel, for the PeerJS layer (it shares the subscription).
+    peer_feed: tokio::sync::broadcast::Sender<Bytes>,
     target: RedisTarget,
     keys: KeySchema,
     fanout: Arc<Fanout>,
@@ -202,6 +207,7 @@ impl RedisStore {
             .map_err(|_| StoreError::Unavailable("timed out connecting to Redis".into()))??;
         Ok(Self {
             conn,
+            peer_feed: tokio::sync::broadcast::channel(PEER_FEED_CAPACITY).0,
             target,
             keys,
             fanout,
@@ -213,6 +219,34 @@ impl RedisStore {
 
     pub fn fanout(&self) -> &Arc<Fanout> {
         &self.fanout
+    }
+
+    /// Messages published on the PeerJS relay channel.
+    pub fn peer_feed(&self) -> tokio::sync::broadcast::Receiver<Bytes> {
+        self.peer_feed.subscribe()
+    }
+
+    pub fn keys(&self) -> &KeySchema {
+        &self.keys
+    }
+
+    /// Runs a Lua script over `keys` (all in one hash slot) within the Redis timeout.
+    pub async fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[&[u8]],
+    ) -> Result<T, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let mut conn = self.conn.clone();
+        self.bounded(async move { invocation.invoke_async(&mut conn).await })
+            .await
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -361,6 +395,7 @@ impl RedisStore {
     /// While disconnected the fan-out is marked unavailable, which ends every local watch.
     pub async fn run_subscriber(self: Arc<Self>, shutdown: CancellationToken) {
         let channel = self.keys.events_channel();
+        let peer_channel = self.keys.peerjs_channel();
         let urls = self.target.urls();
         let mut backoff = Duration::from_millis(50);
         let mut attempt = 0usize;
@@ -370,7 +405,7 @@ impl RedisStore {
             let session = async {
                 let client = redis::Client::open(url.as_str())?;
                 let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
+                pubsub.subscribe(&[&channel, &peer_channel]).await?;
                 Ok::<_, redis::RedisError>(pubsub)
             };
             let pubsub = tokio::select! {
@@ -389,6 +424,13 @@ impl RedisStore {
                             m = messages.next() => m,
                         };
                         let Some(msg) = msg else { break };
+                        if msg.get_channel_name() == peer_channel {
+                            // No receiver (PeerJS off or idle) is fine: nobody waits for it.
+                            let _ = self
+                                .peer_feed
+                                .send(Bytes::copy_from_slice(msg.get_payload_bytes()));
+                            continue;
+                        }
                         match serde_json::from_slice::<Change>(msg.get_payload_bytes()) {
                             Ok(change) => {
                                 self.fanout.publish(change);
@@ -413,10 +455,20 @@ impl RedisStore {
 
     /// Codes of up to `limit` rooms found by `SCAN` (on a cluster, on every master).
     pub async fn room_codes(&self, limit: usize) -> Result<Vec<RoomCode>, StoreError> {
+        let keys = self.scan_keys(&self.keys.room_pattern(), limit).await?;
+        Ok(keys
+            .iter()
+            .filter_map(|key| self.keys.parse(key))
+            .filter_map(|key| RoomCode::parse(key.code).ok())
+            .collect())
+    }
+
+    /// Up to `limit` keys matching `pattern`, by `SCAN` (on a cluster, on every master).
+    pub async fn scan_keys(&self, pattern: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         let mut codes = Vec::new();
         match &self.conn {
             Conn::Single(conn) => {
-                self.scan_codes(limit, &mut codes, |cmd| {
+                self.scan_node(pattern, limit, &mut codes, |cmd| {
                     let mut conn = conn.clone();
                     async move { cmd.query_async::<Value>(&mut conn).await }
                 })
@@ -441,7 +493,7 @@ impl RedisStore {
                         host: host.clone(),
                         port,
                     });
-                    self.scan_codes(limit, &mut codes, |cmd| {
+                    self.scan_node(pattern, limit, &mut codes, |cmd| {
                         let mut conn = conn.clone();
                         let route = route.clone();
                         async move { conn.route_command(cmd, route).await }
@@ -453,40 +505,34 @@ impl RedisStore {
         Ok(codes)
     }
 
-    /// Pages through one node's room hashes with `SCAN` until it ends or `limit` codes are held.
-    async fn scan_codes<F, Fut>(
+    /// Pages through one node's keys with `SCAN` until it ends or `limit` keys are held.
+    async fn scan_node<F, Fut>(
         &self,
+        pattern: &str,
         limit: usize,
-        codes: &mut Vec<RoomCode>,
+        found: &mut Vec<String>,
         send: F,
     ) -> Result<(), StoreError>
     where
         F: Fn(Cmd) -> Fut,
         Fut: Future<Output = redis::RedisResult<Value>>,
     {
-        let pattern = self.keys.room_pattern();
         let mut cursor: u64 = 0;
         loop {
             let mut cmd = redis::cmd("SCAN");
             cmd.arg(cursor)
                 .arg("MATCH")
-                .arg(&pattern)
+                .arg(pattern)
                 .arg("COUNT")
                 .arg(SCAN_COUNT);
             let reply = self.bounded(send(cmd)).await?;
             let (next, keys): (u64, Vec<String>) = redis::from_redis_value(reply)
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             for key in keys {
-                if codes.len() >= limit {
+                if found.len() >= limit {
                     return Ok(());
                 }
-                let parsed = self
-                    .keys
-                    .parse(&key)
-                    .and_then(|k| RoomCode::parse(k.code).ok());
-                if let Some(code) = parsed {
-                    codes.push(code);
-                }
+                found.push(key);
             }
             if next == 0 {
                 return Ok(());

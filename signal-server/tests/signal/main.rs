@@ -2,7 +2,9 @@
 //! store, a real `redis-server` and a 3-master Redis Cluster, plus replicas and Redis outages.
 
 mod binary;
+mod browser;
 mod compat;
+mod peerjs;
 mod pypeer;
 mod suite;
 mod support;
@@ -94,6 +96,10 @@ suite_on!(
         firebase_streams,
         firebase_admin_listing,
         twilio_tokens,
+        peerjs_http,
+        peerjs_connect_rules,
+        peerjs_relay_rules,
+        peerjs_queue_bounds_and_liveness,
     ]
 );
 
@@ -119,6 +125,10 @@ suite_on!(
         firebase_streams,
         firebase_admin_listing,
         twilio_tokens,
+        peerjs_http,
+        peerjs_connect_rules,
+        peerjs_relay_rules,
+        peerjs_queue_bounds_and_liveness,
     ]
 );
 
@@ -199,6 +209,7 @@ async fn replicas_on_one_redis() {
     let redis = RedisServer::start();
     replicas_share_rooms(&redis.url()).await;
     firebase_across_replicas(&redis.url()).await;
+    peerjs::peerjs_across_replicas(&redis.url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,6 +217,7 @@ async fn replicas_on_a_cluster() {
     let cluster = RedisCluster::start();
     replicas_share_rooms(&cluster.url()).await;
     firebase_across_replicas(&cluster.url()).await;
+    peerjs::peerjs_across_replicas(&cluster.url()).await;
     // Rooms spread over every master, each room's keys on one.
     let a = Server::start(Some(&cluster.url()), &["--create-per-minute", "1000"]).await;
     for _ in 0..30 {

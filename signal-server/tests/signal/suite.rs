@@ -12,6 +12,9 @@ use crate::support::{Server, WsItem, kind};
 pub use crate::compat::{
     firebase_admin_listing, firebase_limits, firebase_rest, firebase_streams, twilio_tokens,
 };
+pub use crate::peerjs::{
+    peerjs_connect_rules, peerjs_http, peerjs_queue_bounds_and_liveness, peerjs_relay_rules,
+};
 
 /// Starts a server over the backend under test.
 pub type Boot<'a> = &'a (

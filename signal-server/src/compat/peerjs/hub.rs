@@ -1,0 +1,445 @@
+//! Who is connected under which ID, and how a message reaches its destination: directly when
+//! the destination's socket is on this replica, over Redis pub/sub when it is on another, into
+//! a bounded queue when it is offline (delivered when it connects, or expired by its sender).
+//!
+//! With Redis, an ID is registered as `{p}:{peerjs:KEY:ID}:peer` holding the client's token
+//! with a TTL of the liveness timeout, so an ID is unique across replicas and a crashed
+//! replica's IDs free themselves. Each step that must not race (register and drain the queue;
+//! check the registration and publish or queue) is one Lua script on the ID's hash slot.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::store::{RedisStore, Store, StoreError};
+
+/// What a session's socket is told to do.
+#[derive(Debug)]
+pub enum Outbound {
+    Text(String),
+    /// Another socket took this ID over with the same token.
+    Replaced,
+}
+
+/// Result of a connection attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Join {
+    /// New registration; the queued messages follow `OPEN`.
+    Open(Vec<String>),
+    /// The same ID and token again: the new socket replaces the old one, without `OPEN`.
+    Reattached(Vec<String>),
+    Taken,
+    Full,
+}
+
+/// Result of relaying one message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    Delivered,
+    /// Held for the offline destination; the id lets the sender expire it.
+    Queued(String),
+    /// The destination is offline and the message is not worth queueing (LEAVE, EXPIRE).
+    Dropped,
+    /// The destination's queue is full.
+    QueueFull,
+}
+
+/// One registered socket on this replica.
+struct LocalPeer {
+    token: String,
+    session: u64,
+    tx: mpsc::Sender<Outbound>,
+}
+
+/// A queued message: its id (for expiry) and its frame.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Queued {
+    m: String,
+    t: String,
+}
+
+/// A message crossing replicas.
+#[derive(Debug, Serialize, Deserialize)]
+struct Relayed {
+    dst: String,
+    text: String,
+}
+
+/// Limits the hub enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct HubLimits {
+    pub concurrent: usize,
+    pub queue_len: usize,
+    pub expire: Duration,
+    pub alive: Duration,
+}
+
+pub struct Hub {
+    api_key: String,
+    limits: HubLimits,
+    local: Mutex<HashMap<String, LocalPeer>>,
+    backend: Backend,
+    next_session: AtomicU64,
+}
+
+enum Backend {
+    Memory {
+        queues: Mutex<HashMap<String, VecDeque<Queued>>>,
+    },
+    Redis(std::sync::Arc<RedisStore>),
+}
+
+/// SET the registration unless another token holds it; then hand over the queue.
+const JOIN: &str = r"
+local cur = redis.call('GET', KEYS[1])
+local status = 'open'
+if cur == ARGV[1] then status = 'reattached'
+elseif cur then return {'taken'} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local queued = redis.call('LRANGE', KEYS[2], 0, -1)
+redis.call('DEL', KEYS[2])
+return {status, queued}
+";
+
+/// Publish to the destination's replica if it is registered, else queue (bounded, with TTL).
+const ROUTE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('PUBLISH', ARGV[1], ARGV[2])
+  return 'delivered'
+end
+if ARGV[5] == '0' then return 'dropped' end
+if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[4]) then return 'full' end
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return 'queued'
+";
+
+/// Keep the registration alive while its token holds it (re-SET if it lapsed).
+const REFRESH: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur == false or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+const LEAVE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+";
+
+impl Hub {
+    pub fn new(api_key: String, limits: HubLimits, store: &Store) -> Self {
+        let backend = match store {
+            Store::Memory(_) => Backend::Memory {
+                queues: Mutex::default(),
+            },
+            Store::Redis(redis) => Backend::Redis(std::sync::Arc::clone(redis)),
+        };
+        Self {
+            api_key,
+            limits,
+            local: Mutex::default(),
+            backend,
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    pub fn limits(&self) -> HubLimits {
+        self.limits
+    }
+
+    /// The feed of messages other replicas publish for sockets here (Redis only).
+    pub fn remote_feed(&self) -> Option<tokio::sync::broadcast::Receiver<Bytes>> {
+        match &self.backend {
+            Backend::Redis(redis) => Some(redis.peer_feed()),
+            Backend::Memory { .. } => None,
+        }
+    }
+
+    /// Registers `id` for this socket; returns the outcome and the session number to leave with.
+    pub async fn join(
+        &self,
+        id: &str,
+        token: &str,
+        tx: mpsc::Sender<Outbound>,
+    ) -> Result<(Join, u64), StoreError> {
+        let session = self.next_session.fetch_add(1, Ordering::Relaxed);
+        {
+            let local = self.lock_local();
+            match local.get(id) {
+                Some(peer) if peer.token != token => return Ok((Join::Taken, session)),
+                Some(_) => {}
+                None if local.len() >= self.limits.concurrent => {
+                    return Ok((Join::Full, session));
+                }
+                None => {}
+            }
+        }
+        let join = match &self.backend {
+            Backend::Memory { queues } => {
+                let queued = queues.lock().expect("queue lock poisoned").remove(id);
+                let texts = queued.into_iter().flatten().map(|q| q.t).collect();
+                if self.lock_local().contains_key(id) {
+                    Join::Reattached(texts)
+                } else {
+                    Join::Open(texts)
+                }
+            }
+            Backend::Redis(redis) => {
+                let keys = redis.keys().peerjs_keys(&self.api_key, id);
+                let alive = self.limits.alive.as_millis().to_string();
+                let script = redis::Script::new(JOIN);
+                let (status, queued): (String, Vec<String>) = match redis
+                    .eval::<redis::Value>(&script, &keys, &[token.as_bytes(), alive.as_bytes()])
+                    .await?
+                {
+                    redis::Value::Array(items) => {
+                        let mut items = items.into_iter();
+                        let status = items
+                            .next()
+                            .and_then(|v| redis::from_redis_value(v).ok())
+                            .unwrap_or_default();
+                        let queued = items
+                            .next()
+                            .and_then(|v| redis::from_redis_value(v).ok())
+                            .unwrap_or_default();
+                        (status, queued)
+                    }
+                    _ => return Err(StoreError::Unavailable("bad JOIN reply".into())),
+                };
+                let texts = queued
+                    .iter()
+                    .filter_map(|q| serde_json::from_str::<Queued>(q).ok())
+                    .map(|q| q.t)
+                    .collect();
+                match status.as_str() {
+                    "open" => Join::Open(texts),
+                    "reattached" => Join::Reattached(texts),
+                    _ => Join::Taken,
+                }
+            }
+        };
+        if matches!(join, Join::Open(_) | Join::Reattached(_)) {
+            let old = self.lock_local().insert(
+                id.to_owned(),
+                LocalPeer {
+                    token: token.to_owned(),
+                    session,
+                    tx,
+                },
+            );
+            if let Some(old) = old {
+                let _ = old.tx.try_send(Outbound::Replaced);
+            }
+        }
+        Ok((join, session))
+    }
+
+    /// Refreshes the registration's TTL; `false` if another token now holds the ID.
+    pub async fn refresh(&self, id: &str, token: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Memory { .. } => Ok(true),
+            Backend::Redis(redis) => {
+                let keys = redis.keys().peerjs_keys(&self.api_key, id);
+                let alive = self.limits.alive.as_millis().to_string();
+                let held: i64 = redis
+                    .eval(
+                        &redis::Script::new(REFRESH),
+                        &keys[..1],
+                        &[token.as_bytes(), alive.as_bytes()],
+                    )
+                    .await?;
+                Ok(held == 1)
+            }
+        }
+    }
+
+    /// Ends `session`'s hold on `id` (a newer socket with the same token keeps it).
+    pub async fn leave(&self, id: &str, token: &str, session: u64) {
+        let held = {
+            let mut local = self.lock_local();
+            let held = local.get(id).is_some_and(|p| p.session == session);
+            if held {
+                local.remove(id);
+            }
+            held
+        };
+        if !held {
+            return;
+        }
+        if let Backend::Redis(redis) = &self.backend {
+            let keys = redis.keys().peerjs_keys(&self.api_key, id);
+            let script = redis::Script::new(LEAVE);
+            if let Err(err) = redis
+                .eval::<i64>(&script, &keys[..1], &[token.as_bytes()])
+                .await
+            {
+                // Its TTL frees the ID anyway.
+                tracing::warn!(%err, "PeerJS registration not removed");
+            }
+        }
+    }
+
+    /// Relays `text` (already stamped with `src`) to `dst`.
+    pub async fn send(&self, dst: &str, text: String, queueable: bool) -> Result<Sent, StoreError> {
+        if let Some(sent) = self.deliver_local(dst, &text) {
+            return Ok(sent);
+        }
+        let id = format!("{:016x}", rand::random::<u64>());
+        match &self.backend {
+            Backend::Memory { queues } => {
+                if !queueable {
+                    return Ok(Sent::Dropped);
+                }
+                let mut queues = queues.lock().expect("queue lock poisoned");
+                let queue = queues.entry(dst.to_owned()).or_default();
+                if queue.len() >= self.limits.queue_len {
+                    return Ok(Sent::QueueFull);
+                }
+                queue.push_back(Queued {
+                    m: id.clone(),
+                    t: text,
+                });
+                Ok(Sent::Queued(id))
+            }
+            Backend::Redis(redis) => {
+                let keys = redis.keys().peerjs_keys(&self.api_key, dst);
+                let channel = redis.keys().peerjs_channel();
+                let relayed = serde_json::to_string(&Relayed {
+                    dst: dst.to_owned(),
+                    text: text.clone(),
+                })
+                .unwrap_or_default();
+                let queued = serde_json::to_string(&Queued {
+                    m: id.clone(),
+                    t: text,
+                })
+                .unwrap_or_default();
+                let max = self.limits.queue_len.to_string();
+                // The queue outlives its expiry check, which removes what is left.
+                let ttl = (self.limits.expire * 2).as_millis().to_string();
+                let status: String = redis
+                    .eval(
+                        &redis::Script::new(ROUTE),
+                        &keys,
+                        &[
+                            channel.as_bytes(),
+                            relayed.as_bytes(),
+                            queued.as_bytes(),
+                            max.as_bytes(),
+                            if queueable { b"1" } else { b"0" },
+                            ttl.as_bytes(),
+                        ],
+                    )
+                    .await?;
+                Ok(match status.as_str() {
+                    "delivered" => Sent::Delivered,
+                    "queued" => Sent::Queued(id),
+                    "full" => Sent::QueueFull,
+                    _ => Sent::Dropped,
+                })
+            }
+        }
+    }
+
+    /// Removes queued messages `ids` for `dst` that were never delivered; `true` if any was.
+    pub async fn expire(&self, dst: &str, ids: &[String]) -> bool {
+        match &self.backend {
+            Backend::Memory { queues } => {
+                let mut queues = queues.lock().expect("queue lock poisoned");
+                let Some(queue) = queues.get_mut(dst) else {
+                    return false;
+                };
+                let before = queue.len();
+                queue.retain(|q| !ids.contains(&q.m));
+                let removed = queue.len() < before;
+                if queue.is_empty() {
+                    queues.remove(dst);
+                }
+                removed
+            }
+            Backend::Redis(redis) => {
+                let keys = redis.keys().peerjs_keys(&self.api_key, dst);
+                // LREM needs the exact element, which holds the id and the frame.
+                let queued: Vec<String> = match redis
+                    .eval(
+                        &redis::Script::new("return redis.call('LRANGE', KEYS[1], 0, -1)"),
+                        &keys[1..],
+                        &[],
+                    )
+                    .await
+                {
+                    Ok(queued) => queued,
+                    Err(_) => return false,
+                };
+                let mut removed = false;
+                for raw in queued {
+                    let ours =
+                        serde_json::from_str::<Queued>(&raw).is_ok_and(|q| ids.contains(&q.m));
+                    if ours {
+                        let n: i64 = redis
+                            .eval(
+                                &redis::Script::new(
+                                    "return redis.call('LREM', KEYS[1], 1, ARGV[1])",
+                                ),
+                                &keys[1..],
+                                &[raw.as_bytes()],
+                            )
+                            .await
+                            .unwrap_or(0);
+                        removed |= n > 0;
+                    }
+                }
+                removed
+            }
+        }
+    }
+
+    /// IDs connected under this key (for discovery), up to `limit`.
+    pub async fn ids(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        match &self.backend {
+            Backend::Memory { .. } => Ok(self.lock_local().keys().take(limit).cloned().collect()),
+            Backend::Redis(redis) => {
+                let pattern = redis.keys().peerjs_pattern(&self.api_key);
+                let prefix = format!("{}:{{peerjs:{}:", redis.keys().prefix(), self.api_key);
+                let keys = redis.scan_keys(&pattern, limit).await?;
+                Ok(keys
+                    .iter()
+                    .filter_map(|k| k.strip_prefix(&prefix)?.strip_suffix("}:peer"))
+                    .map(str::to_owned)
+                    .collect())
+            }
+        }
+    }
+
+    /// Delivers a message another replica published, if its destination is here.
+    pub fn deliver_remote(&self, payload: &[u8]) {
+        match serde_json::from_slice::<Relayed>(payload) {
+            Ok(relayed) => {
+                self.deliver_local(&relayed.dst, &relayed.text);
+            }
+            Err(err) => tracing::warn!(%err, "malformed PeerJS relay message"),
+        }
+    }
+
+    fn deliver_local(&self, dst: &str, text: &str) -> Option<Sent> {
+        let local = self.lock_local();
+        let peer = local.get(dst)?;
+        // A full socket queue means a stuck client: drop rather than grow without bound.
+        if peer.tx.try_send(Outbound::Text(text.to_owned())).is_err() {
+            tracing::debug!("PeerJS socket queue full; message dropped");
+        }
+        Some(Sent::Delivered)
+    }
+
+    fn lock_local(&self) -> std::sync::MutexGuard<'_, HashMap<String, LocalPeer>> {
+        self.local.lock().expect("peer map lock poisoned")
+    }
+}
