@@ -10,6 +10,8 @@
 //! |                    |      | and per slot `m:<slot>` = `version|expires|size|content type`      |
 //! | `{p}:{CODE}:data`  | hash | slot name -> blob bytes                                            |
 //! | `{p}:{CODE}:log`   | list | recent changes as JSON, oldest first, bounded (log_len to 2 x log_len) |
+//! | `{p}:{peerjs:KEY:ID}:peer`  | string | a PeerJS client's token; TTL = its liveness timeout |
+//! | `{p}:{peerjs:KEY:ID}:queue` | list | messages waiting for that ID; TTL twice the expiry |
 //!
 //! Besides rooms, only [`KeySchema::lock_key`] (`{p}:janitor:lock`, the janitor's lock token)
 //! lives under the prefix.
@@ -115,6 +117,17 @@ impl KeySchema {
         format!("{}:{{peerjs:{api_key}:*}}:peer", self.prefix)
     }
 
+    /// Whether `key` is a PeerJS registration or queue of this schema (any API key and ID).
+    pub fn is_peerjs_key(&self, key: &str) -> bool {
+        key.strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix(":{peerjs:"))
+            .and_then(|rest| {
+                rest.strip_suffix("}:peer")
+                    .or_else(|| rest.strip_suffix("}:queue"))
+            })
+            .is_some_and(|tag| tag.contains(':') && !tag.contains(['{', '}']))
+    }
+
     /// The pub/sub channel carrying PeerJS messages between replicas.
     pub fn peerjs_channel(&self) -> String {
         format!("{}:peerjs", self.prefix)
@@ -143,6 +156,22 @@ impl KeySchema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peerjs_keys_are_recognised() {
+        let schema = KeySchema::default();
+        let [peer, queue] = schema.peerjs_keys("peerjs", "alice");
+        assert_eq!(peer, "sb:{peerjs:peerjs:alice}:peer");
+        assert!(schema.is_peerjs_key(&peer) && schema.is_peerjs_key(&queue));
+        for other in [
+            "sb:{peerjs}:peer",
+            "sb:{ABC123}:room",
+            "x:{peerjs:k:a}:peer",
+        ] {
+            assert!(!schema.is_peerjs_key(other), "{other}");
+        }
+        assert!(schema.parse(&peer).is_none(), "not a room key");
+    }
 
     #[test]
     fn keys_share_one_hash_tag() {

@@ -31,7 +31,8 @@ pub struct Purged {
     pub expired: u64,
     /// Rooms older than the max age (all three keys unlinked).
     pub max_age: u64,
-    /// `data` or `log` keys whose room hash no longer exists (one key each).
+    /// `data` or `log` keys whose room hash no longer exists, and PeerJS registrations or
+    /// queues without a TTL (one key each).
     pub orphaned: u64,
 }
 

@@ -104,6 +104,15 @@ end
 return 0
 ";
 
+/// Drop a PeerJS key only while it still has no TTL (signal-server always sets one, so a key
+/// without one belongs to no live client).
+const PURGE_TTLLESS: &str = r"
+if redis.call('PTTL', KEYS[1]) == -1 then
+  return redis.call('UNLINK', KEYS[1])
+end
+return 0
+";
+
 /// Drop a `data`/`log` key (KEYS[2]) only while its room hash (KEYS[1]) is absent.
 const PURGE_ORPHAN: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -115,6 +124,7 @@ return 0
 struct Scripts {
     purge_room: Script,
     purge_orphan: Script,
+    purge_ttlless: Script,
 }
 
 impl Scripts {
@@ -122,6 +132,7 @@ impl Scripts {
         Self {
             purge_room: Script::new(PURGE_ROOM),
             purge_orphan: Script::new(PURGE_ORPHAN),
+            purge_ttlless: Script::new(PURGE_TTLLESS),
         }
     }
 
@@ -129,6 +140,7 @@ impl Scripts {
     async fn load<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<(), RedisError> {
         self.purge_room.load_async(conn).await?;
         self.purge_orphan.load_async(conn).await?;
+        self.purge_ttlless.load_async(conn).await?;
         Ok(())
     }
 }
@@ -156,6 +168,7 @@ impl<C: ConnectionLike + Send> Sweeper<'_, C> {
     async fn batch(&mut self, keys: Vec<Vec<u8>>) -> Result<(), RedisError> {
         let mut rooms = Vec::new();
         let mut parts = Vec::new();
+        let mut peerjs = Vec::new();
         for raw in keys {
             if raw == self.lock_key.as_bytes() {
                 continue;
@@ -165,6 +178,10 @@ impl<C: ConnectionLike + Send> Sweeper<'_, C> {
                 self.report.malformed += 1;
                 continue;
             };
+            if self.schema.is_peerjs_key(&key) {
+                peerjs.push(key);
+                continue;
+            }
             match self.schema.parse(&key) {
                 None => self.report.malformed += 1,
                 Some(parsed) if parsed.kind == RoomKeyKind::Room => {
@@ -177,7 +194,33 @@ impl<C: ConnectionLike + Send> Sweeper<'_, C> {
             }
         }
         self.rooms(rooms).await?;
-        self.orphans(parts).await
+        self.orphans(parts).await?;
+        self.peerjs(peerjs).await
+    }
+
+    /// Purges PeerJS registrations and queues left without a TTL (no client holds them).
+    async fn peerjs(&mut self, keys: Vec<String>) -> Result<(), RedisError> {
+        for chunk in keys.chunks(self.pacer.chunk(self.policy.batch)) {
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                if self.policy.dry_run {
+                    pipe.cmd("PTTL").arg(key);
+                } else {
+                    evalsha(&mut pipe, &self.scripts.purge_ttlless, &[key], &[]);
+                }
+            }
+            let replies: Vec<i64> = pipe.query_async(self.conn).await?;
+            let purged = if self.policy.dry_run {
+                replies.iter().filter(|&&pttl| pttl == -1).count() as u64
+            } else {
+                replies.iter().sum::<i64>().max(0) as u64
+            };
+            self.report.purged.orphaned += purged;
+            if !self.policy.dry_run {
+                self.pacer.record(purged).await;
+            }
+        }
+        Ok(())
     }
 
     /// Reads `_state` and PTTL of each room hash, then purges or repairs.

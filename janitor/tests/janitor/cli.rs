@@ -51,7 +51,7 @@ async fn dry_run_prints_a_summary_and_changes_nothing() {
     assert!(out.status.success(), "{}", stderr(&out));
     let line = stdout(&out);
     assert!(
-        line.contains("would purge 2 expired rooms, 1 rooms past max age, 2 orphaned keys"),
+        line.contains("would purge 2 expired rooms, 1 rooms past max age, 4 orphaned keys"),
         "{line}"
     );
     assert!(line.contains("skipped 5 malformed"), "{line}");

@@ -281,8 +281,15 @@ impl Seed {
     pub const OLD: &str = "OLDONE";
     /// Live but without any TTL (repaired).
     pub const TTLLESS: &str = "NOTTL1";
-    /// `data`/`log` keys whose room hash is gone.
-    pub const ORPHANS: [&str; 2] = ["sb:{ORPHA1}:data", "sb:{ORPHA2}:log"];
+    /// `data`/`log` keys whose room hash is gone, and PeerJS keys without a TTL.
+    pub const ORPHANS: [&str; 4] = [
+        "sb:{ORPHA1}:data",
+        "sb:{ORPHA2}:log",
+        "sb:{peerjs:peerjs:ghost}:peer",
+        "sb:{peerjs:peerjs:ghost}:queue",
+    ];
+    /// A live PeerJS registration (it has its TTL): kept.
+    pub const PEER: &str = "sb:{peerjs:peerjs:alice}:peer";
     /// Under the prefix but no room key, or a room hash without a valid `_state`.
     pub const MALFORMED: [&str; 5] = [
         "sb:junk",
@@ -344,6 +351,14 @@ impl Seed {
         for key in Self::ORPHANS {
             set(conn, key).await;
         }
+        let () = redis::cmd("SET")
+            .arg(Self::PEER)
+            .arg("token")
+            .arg("PX")
+            .arg(90_000)
+            .query_async(conn)
+            .await
+            .unwrap();
         for key in &Self::MALFORMED[..3] {
             set(conn, key).await;
         }
@@ -373,8 +388,8 @@ impl Seed {
         }
     }
 
-    /// Keys under `sb:` SCAN sees: 6 rooms x 3 keys, 2 orphans, 5 malformed.
-    pub const SCANNED: u64 = 6 * 3 + 2 + 5;
+    /// Keys under `sb:` SCAN sees: 6 rooms x 3 keys, 4 orphans, 1 PeerJS peer, 5 malformed.
+    pub const SCANNED: u64 = 6 * 3 + 4 + 1 + 5;
 
     /// Every key that must survive a real sweep.
     pub fn survivors() -> Vec<String> {
@@ -383,6 +398,7 @@ impl Seed {
             .chain([Self::TTLLESS])
             .flat_map(|code| ["room", "data", "log"].map(|k| format!("sb:{{{code}}}:{k}")))
             .chain(Self::MALFORMED.map(String::from))
+            .chain([Self::PEER.to_owned()])
             .chain(Self::FOREIGN.map(String::from))
             .collect();
         keys.sort();
@@ -402,7 +418,7 @@ pub fn counts(report: &janitor::SweepReport) -> (u64, u64, u64, u64, u64) {
     )
 }
 
-pub const EXPECTED: (u64, u64, u64, u64, u64) = (2, 1, 2, 1, 5);
+pub const EXPECTED: (u64, u64, u64, u64, u64) = (2, 1, 4, 1, 5);
 
 /// Redis server time in unix ms.
 pub async fn now(conn: &mut (impl ConnectionLike + Send)) -> u64 {
