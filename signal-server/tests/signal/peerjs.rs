@@ -142,6 +142,19 @@ pub async fn peerjs_connect_rules(boot: Boot<'_>) {
         bob_peer.next().await,
         Some(error("Server has reached its concurrent user limit"))
     );
+    // Relays count against the native write rate limit (1/s, burst 2).
+    let limited = boot(&["--writes-per-second", "1"]).await;
+    let mut x = Client::open(&limited, "x", "tx").await;
+    let _y = Client::open(&limited, "y", "ty").await;
+    let mut refused = None;
+    for n in 0..4 {
+        x.send(offer("y", n)).await;
+        if let Ok(Some(frame)) = x.next_within(Duration::from_millis(200)).await {
+            refused = Some(frame);
+            break;
+        }
+    }
+    assert_eq!(refused, Some(error("Rate limit exceeded; slow down")));
     // The re-attached socket is the live one.
     let mut bob2 = Client::connect(&s, "key=peerjs&id=bob&token=t2").await;
     bob2.send(offer("alice", 1)).await;
