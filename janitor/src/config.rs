@@ -29,6 +29,9 @@ pub enum Command {
         /// (`0 */5 * * * *` is every five minutes).
         #[arg(long, env = "JANITOR_CRON", value_parser = parse_cron)]
         cron: Box<cron::Schedule>,
+        /// Serve `/metrics`, `/healthz` and `/readyz` here while scheduling (e.g. `0.0.0.0:9642`).
+        #[arg(long, env = "JANITOR_METRICS_LISTEN")]
+        metrics_listen: Option<std::net::SocketAddr>,
         #[command(flatten)]
         sweep: SweepArgs,
     },
@@ -75,6 +78,11 @@ pub struct SweepArgs {
     #[arg(long, env = "JANITOR_JSON")]
     pub json: bool,
 
+    /// Push the sweep metrics to this Prometheus Pushgateway (`http://host:9091`) after each
+    /// sweep, under job `switchboard_janitor`.
+    #[arg(long, env = "JANITOR_PUSHGATEWAY")]
+    pub pushgateway: Option<String>,
+
     /// Log format: `json` or `text`.
     #[arg(long, env = "JANITOR_LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
@@ -102,6 +110,11 @@ impl SweepArgs {
         let url = self.redis_url.0.trim();
         if url.is_empty() {
             return Err("--redis-url is empty".into());
+        }
+        if let Some(url) = &self.pushgateway
+            && !url.starts_with("http://")
+        {
+            return Err(format!("--pushgateway `{url}` must be an http:// URL"));
         }
         if self.lock_ttl < Duration::from_secs(1) {
             return Err("--lock-ttl must be at least 1s".into());

@@ -1,5 +1,5 @@
 //! Switchboard janitor: the safety net behind Redis TTLs. It purges rooms past their deadline
-//! or max age and `data`/`log` keys whose room is gone, gives TTL-less live rooms their TTL
+//! or max age, `data`/`log` keys whose room is gone and PeerJS keys without a TTL, gives TTL-less live rooms their TTL
 //! back, and reports what it did, once (`janitor run`) or on a cron schedule.
 //!
 //! Time is always Redis server time (`TIME`), never this machine's clock.
@@ -10,12 +10,14 @@
 //! - [`state`]: the room `_state` grammar and the verdict on one room (pure).
 //! - [`report`]: counters, the one-line summary and JSON.
 //! - [`lock`]: the token-checked distributed lock.
+//! - [`metrics`]: Prometheus counters, `/metrics` in schedule mode, Pushgateway pushes.
 //! - [`schedule`]: the cron loop of `janitor schedule`.
 //! - [`target`]: one server or a cluster's seeds; a cluster's masters from `CLUSTER NODES`.
 //! - [`Janitor`]: one locked sweep against a Redis URL.
 
 pub mod config;
 pub mod lock;
+pub mod metrics;
 pub mod report;
 pub mod schedule;
 pub mod state;

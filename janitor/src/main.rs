@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use janitor::config::{Cli, Command};
+use janitor::metrics::Metrics;
 use janitor::{Outcome, RunError};
 
 /// `EX_USAGE` from sysexits.h: the configuration was wrong.
@@ -26,24 +27,66 @@ async fn main() -> ExitCode {
         }
     };
     let json = args.json;
+    let metrics = Metrics::new();
+    let pushgateway = args.pushgateway.clone();
     match &cli.command {
-        Command::Run(_) => match janitor.sweep_once().await {
-            Ok(outcome) => {
-                print(&outcome, json);
-                match outcome {
-                    Outcome::Swept(_) => ExitCode::SUCCESS,
-                    Outcome::Locked { .. } => ExitCode::from(EXIT_LOCKED),
+        Command::Run(_) => {
+            let result = janitor.sweep_once().await;
+            metrics.record(&result);
+            let code = match result {
+                Ok(outcome) => {
+                    print(&outcome, json);
+                    match outcome {
+                        Outcome::Swept(_) => ExitCode::SUCCESS,
+                        Outcome::Locked { .. } => ExitCode::from(EXIT_LOCKED),
+                    }
                 }
-            }
-            Err(err) => {
+                Err(err) => {
+                    eprintln!("janitor: {err}");
+                    ExitCode::FAILURE
+                }
+            };
+            if let Some(url) = &pushgateway
+                && let Err(err) = metrics.push(url, janitor.redis_timeout).await
+            {
+                // Monitoring would go blind: fail the run so the CronJob shows it.
                 eprintln!("janitor: {err}");
-                ExitCode::FAILURE
+                return ExitCode::FAILURE;
             }
-        },
-        Command::Schedule { cron, .. } => {
+            code
+        }
+        Command::Schedule {
+            cron,
+            metrics_listen,
+            ..
+        } => {
             let shutdown = common::shutdown::token_on_signal();
+            if let Some(addr) = metrics_listen {
+                let listener = match janitor::metrics::bind(*addr).await {
+                    Ok(listener) => listener,
+                    Err(err) => {
+                        eprintln!("janitor: cannot listen on {addr}: {err}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                tracing::info!(%addr, "metrics listening");
+                tokio::spawn(metrics.clone().serve(listener, shutdown.clone()));
+            }
             tracing::info!(cron = %cron, "janitor schedule started");
-            janitor::schedule::run(&janitor, cron, shutdown, |result| report(result, json)).await;
+            let timeout = janitor.redis_timeout;
+            janitor::schedule::run(&janitor, cron, shutdown, |result| {
+                metrics.record(&result);
+                report(result, json);
+                if let Some(url) = pushgateway.clone() {
+                    let metrics = metrics.clone();
+                    tokio::spawn(async move {
+                        if let Err(err) = metrics.push(&url, timeout).await {
+                            tracing::error!(%err, "metrics push failed");
+                        }
+                    });
+                }
+            })
+            .await;
             tracing::info!("janitor schedule stopped");
             ExitCode::SUCCESS
         }
