@@ -127,10 +127,12 @@ async fn open_store(
             let fanout =
                 Fanout::with_counter(FANOUT_CAPACITY, true, metrics.fanout_messages.clone());
             let store = Arc::new(MemoryStore::new(limits, fanout));
+            // The embedded store's own janitor: rooms go at their deadline, counted in metrics.
             tokio::spawn(store::run_sweeper(
                 Arc::clone(&store),
                 clock.clone(),
                 shutdown.clone(),
+                metrics.rooms_swept.clone(),
             ));
             Ok((Store::Memory(store), "memory"))
         }

@@ -12,6 +12,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
     pub rooms_created: IntCounter,
+    /// Rooms the embedded store's sweeper removed at their deadline.
+    pub rooms_swept: IntCounter,
     pub watchers: IntGaugeVec,
     pub blobs_written: IntCounter,
     pub blob_bytes_written: IntCounter,
@@ -62,6 +64,10 @@ impl Metrics {
             requests,
             latency,
             rooms_created: counter("sb_rooms_created_total", "Rooms created"),
+            rooms_swept: counter(
+                "sb_rooms_swept_total",
+                "Rooms the embedded store's sweeper removed at their deadline (Redis: the janitor's job)",
+            ),
             watchers,
             blobs_written: counter("sb_blobs_written_total", "Blobs written"),
             blob_bytes_written: counter("sb_blob_bytes_written_total", "Bytes of blobs written"),
@@ -94,6 +100,7 @@ impl Metrics {
             Box::new(self.requests.clone()),
             Box::new(self.latency.clone()),
             Box::new(self.rooms_created.clone()),
+            Box::new(self.rooms_swept.clone()),
             Box::new(self.watchers.clone()),
             Box::new(self.blobs_written.clone()),
             Box::new(self.blob_bytes_written.clone()),

@@ -242,16 +242,19 @@ impl MemoryStore {
         })
     }
 
-    /// Drops every room past its deadline; returns the next deadline, if any room is left.
-    pub fn expire_due(&self, now: u64) -> Option<u64> {
+    /// Drops every room past its deadline; returns how many went and the next deadline, if
+    /// any room is left.
+    pub fn expire_due(&self, now: u64) -> (u64, Option<u64>) {
         let mut inner = self.lock();
+        let mut removed = 0;
         while let Some((deadline, code)) = inner.deadlines.first().cloned() {
             if deadline > now {
-                return Some(deadline);
+                return (removed, Some(deadline));
             }
             inner.remove_room(&code, &self.bytes);
+            removed += 1;
         }
-        None
+        (removed, None)
     }
 
     /// Number of rooms held (live or not yet swept).
@@ -354,9 +357,11 @@ pub async fn run_sweeper(
     store: Arc<MemoryStore>,
     clock: crate::clock::Clock,
     shutdown: tokio_util::sync::CancellationToken,
+    swept: prometheus::IntCounter,
 ) {
     loop {
-        let next = store.expire_due(clock.now_ms());
+        let (removed, next) = store.expire_due(clock.now_ms());
+        swept.inc_by(removed);
         let wait = next.map_or(std::time::Duration::from_secs(3600), |d| {
             std::time::Duration::from_millis(d.saturating_sub(clock.now_ms()))
         });
@@ -492,8 +497,8 @@ mod tests {
             s.create_room(&RoomCode::parse(&format!("ROOMX{i}")).unwrap(), t)
                 .unwrap();
         }
-        assert_eq!(s.expire_due(1_300), Some(1_600));
+        assert_eq!(s.expire_due(1_300), (2, Some(1_600)));
         assert_eq!(s.room_count(), 1);
-        assert_eq!(s.expire_due(1_600), None);
+        assert_eq!(s.expire_due(1_600), (1, None));
     }
 }

@@ -322,6 +322,27 @@ async fn redis_outage_and_recovery() {
     );
 }
 
+/// In the one-command bundle (embedded store) the sweeper plays the janitor: a room goes at
+/// its deadline without any request touching it, and the sweep is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_sweeps_rooms_at_their_deadline() {
+    let s = Server::start(None, &["--idle-ttl", "300ms"]).await;
+    let code = s.create_room().await;
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    loop {
+        let metrics = s.get("/metrics").await.text().await.unwrap();
+        if metrics.contains("sb_rooms_swept_total 1") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never swept:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.get(&format!("/v1/rooms/{code}")).await.status(), 404);
+}
+
 /// Every key a room leaves in Redis expires on its own, even after a single write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_room_key_carries_a_ttl() {
