@@ -32,7 +32,7 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             max_age: Duration::from_secs(3600),
-            batch: 1000,
+            batch: 200,
             max_deletes_per_sec: 0,
             dry_run: false,
         }
