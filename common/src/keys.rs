@@ -117,15 +117,24 @@ impl KeySchema {
         format!("{}:{{peerjs:{api_key}:*}}:peer", self.prefix)
     }
 
-    /// Whether `key` is a PeerJS registration or queue of this schema (any API key and ID).
-    pub fn is_peerjs_key(&self, key: &str) -> bool {
-        key.strip_prefix(self.prefix.as_str())
-            .and_then(|rest| rest.strip_prefix(":{peerjs:"))
+    /// The API key and ID of a PeerJS registration or queue key of this schema.
+    pub fn parse_peerjs<'a>(&self, key: &'a str) -> Option<(&'a str, &'a str)> {
+        let tag = key
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":{peerjs:")
             .and_then(|rest| {
                 rest.strip_suffix("}:peer")
                     .or_else(|| rest.strip_suffix("}:queue"))
-            })
-            .is_some_and(|tag| tag.contains(':') && !tag.contains(['{', '}']))
+            })?;
+        if tag.contains(['{', '}']) {
+            return None;
+        }
+        tag.split_once(':')
+    }
+
+    /// Whether `key` is a PeerJS registration or queue of this schema (any API key and ID).
+    pub fn is_peerjs_key(&self, key: &str) -> bool {
+        self.parse_peerjs(key).is_some()
     }
 
     /// The pub/sub channel carrying PeerJS messages between replicas.
@@ -163,6 +172,7 @@ mod tests {
         let [peer, queue] = schema.peerjs_keys("peerjs", "alice");
         assert_eq!(peer, "sb:{peerjs:peerjs:alice}:peer");
         assert!(schema.is_peerjs_key(&peer) && schema.is_peerjs_key(&queue));
+        assert_eq!(schema.parse_peerjs(&queue), Some(("peerjs", "alice")));
         for other in [
             "sb:{peerjs}:peer",
             "sb:{ABC123}:room",

@@ -91,7 +91,33 @@ enum Backend {
     Memory {
         queues: Mutex<HashMap<String, VecDeque<Queued>>>,
     },
-    Redis(std::sync::Arc<RedisStore>),
+    Redis {
+        store: std::sync::Arc<RedisStore>,
+        scripts: Box<Scripts>,
+    },
+}
+
+/// The Lua scripts, hashed once (`Script::new` digests its source) rather than per message.
+struct Scripts {
+    join: redis::Script,
+    route: redis::Script,
+    refresh: redis::Script,
+    leave: redis::Script,
+    queued: redis::Script,
+    unqueue: redis::Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            join: redis::Script::new(JOIN),
+            route: redis::Script::new(ROUTE),
+            refresh: redis::Script::new(REFRESH),
+            leave: redis::Script::new(LEAVE),
+            queued: redis::Script::new("return redis.call('LRANGE', KEYS[1], 0, -1)"),
+            unqueue: redis::Script::new("return redis.call('LREM', KEYS[1], 1, ARGV[1])"),
+        }
+    }
 }
 
 /// SET the registration unless another token holds it; then hand over the queue.
@@ -140,7 +166,10 @@ impl Hub {
             Store::Memory(_) => Backend::Memory {
                 queues: Mutex::default(),
             },
-            Store::Redis(redis) => Backend::Redis(std::sync::Arc::clone(redis)),
+            Store::Redis(redis) => Backend::Redis {
+                store: std::sync::Arc::clone(redis),
+                scripts: Box::new(Scripts::new()),
+            },
         };
         Self {
             api_key,
@@ -158,7 +187,7 @@ impl Hub {
     /// The feed of messages other replicas publish for sockets here (Redis only).
     pub fn remote_feed(&self) -> Option<tokio::sync::broadcast::Receiver<Bytes>> {
         match &self.backend {
-            Backend::Redis(redis) => Some(redis.peer_feed()),
+            Backend::Redis { store, .. } => Some(store.peer_feed()),
             Backend::Memory { .. } => None,
         }
     }
@@ -171,33 +200,36 @@ impl Hub {
         tx: mpsc::Sender<Outbound>,
     ) -> Result<(Join, u64), StoreError> {
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
-        {
+        let held_here = {
             let local = self.lock_local();
             match local.get(id) {
                 Some(peer) if peer.token != token => return Ok((Join::Taken, session)),
-                Some(_) => {}
+                Some(_) => true,
                 None if local.len() >= self.limits.concurrent => {
                     return Ok((Join::Full, session));
                 }
-                None => {}
+                None => false,
             }
-        }
+        };
         let join = match &self.backend {
             Backend::Memory { queues } => {
                 let queued = queues.lock().expect("queue lock poisoned").remove(id);
                 let texts = queued.into_iter().flatten().map(|q| q.t).collect();
-                if self.lock_local().contains_key(id) {
+                if held_here {
                     Join::Reattached(texts)
                 } else {
                     Join::Open(texts)
                 }
             }
-            Backend::Redis(redis) => {
-                let keys = redis.keys().peerjs_keys(&self.api_key, id);
+            Backend::Redis { store, scripts } => {
+                let keys = store.keys().peerjs_keys(&self.api_key, id);
                 let alive = self.limits.alive.as_millis().to_string();
-                let script = redis::Script::new(JOIN);
-                let (status, queued): (String, Vec<String>) = match redis
-                    .eval::<redis::Value>(&script, &keys, &[token.as_bytes(), alive.as_bytes()])
+                let (status, queued): (String, Vec<String>) = match store
+                    .eval::<redis::Value>(
+                        &scripts.join,
+                        &keys,
+                        &[token.as_bytes(), alive.as_bytes()],
+                    )
                     .await?
                 {
                     redis::Value::Array(items) => {
@@ -246,12 +278,12 @@ impl Hub {
     pub async fn refresh(&self, id: &str, token: &str) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Memory { .. } => Ok(true),
-            Backend::Redis(redis) => {
-                let keys = redis.keys().peerjs_keys(&self.api_key, id);
+            Backend::Redis { store, scripts } => {
+                let keys = store.keys().peerjs_keys(&self.api_key, id);
                 let alive = self.limits.alive.as_millis().to_string();
-                let held: i64 = redis
+                let held: i64 = store
                     .eval(
-                        &redis::Script::new(REFRESH),
+                        &scripts.refresh,
                         &keys[..1],
                         &[token.as_bytes(), alive.as_bytes()],
                     )
@@ -274,11 +306,10 @@ impl Hub {
         if !held {
             return;
         }
-        if let Backend::Redis(redis) = &self.backend {
-            let keys = redis.keys().peerjs_keys(&self.api_key, id);
-            let script = redis::Script::new(LEAVE);
-            if let Err(err) = redis
-                .eval::<i64>(&script, &keys[..1], &[token.as_bytes()])
+        if let Backend::Redis { store, scripts } = &self.backend {
+            let keys = store.keys().peerjs_keys(&self.api_key, id);
+            if let Err(err) = store
+                .eval::<i64>(&scripts.leave, &keys[..1], &[token.as_bytes()])
                 .await
             {
                 // Its TTL frees the ID anyway.
@@ -309,9 +340,9 @@ impl Hub {
                 });
                 Ok(Sent::Queued(id))
             }
-            Backend::Redis(redis) => {
-                let keys = redis.keys().peerjs_keys(&self.api_key, dst);
-                let channel = redis.keys().peerjs_channel();
+            Backend::Redis { store, scripts } => {
+                let keys = store.keys().peerjs_keys(&self.api_key, dst);
+                let channel = store.keys().peerjs_channel();
                 let relayed = serde_json::to_string(&Relayed {
                     dst: dst.to_owned(),
                     text: text.clone(),
@@ -325,9 +356,9 @@ impl Hub {
                 let max = self.limits.queue_len.to_string();
                 // The queue outlives its expiry check, which removes what is left.
                 let ttl = (self.limits.expire * 2).as_millis().to_string();
-                let status: String = redis
+                let status: String = store
                     .eval(
-                        &redis::Script::new(ROUTE),
+                        &scripts.route,
                         &keys,
                         &[
                             channel.as_bytes(),
@@ -365,17 +396,10 @@ impl Hub {
                 }
                 removed
             }
-            Backend::Redis(redis) => {
-                let keys = redis.keys().peerjs_keys(&self.api_key, dst);
+            Backend::Redis { store, scripts } => {
+                let keys = store.keys().peerjs_keys(&self.api_key, dst);
                 // LREM needs the exact element, which holds the id and the frame.
-                let queued: Vec<String> = match redis
-                    .eval(
-                        &redis::Script::new("return redis.call('LRANGE', KEYS[1], 0, -1)"),
-                        &keys[1..],
-                        &[],
-                    )
-                    .await
-                {
+                let queued: Vec<String> = match store.eval(&scripts.queued, &keys[1..], &[]).await {
                     Ok(queued) => queued,
                     Err(_) => return false,
                 };
@@ -384,14 +408,8 @@ impl Hub {
                     let ours =
                         serde_json::from_str::<Queued>(&raw).is_ok_and(|q| ids.contains(&q.m));
                     if ours {
-                        let n: i64 = redis
-                            .eval(
-                                &redis::Script::new(
-                                    "return redis.call('LREM', KEYS[1], 1, ARGV[1])",
-                                ),
-                                &keys[1..],
-                                &[raw.as_bytes()],
-                            )
+                        let n: i64 = store
+                            .eval(&scripts.unqueue, &keys[1..], &[raw.as_bytes()])
                             .await
                             .unwrap_or(0);
                         removed |= n > 0;
@@ -406,14 +424,16 @@ impl Hub {
     pub async fn ids(&self, limit: usize) -> Result<Vec<String>, StoreError> {
         match &self.backend {
             Backend::Memory { .. } => Ok(self.lock_local().keys().take(limit).cloned().collect()),
-            Backend::Redis(redis) => {
-                let pattern = redis.keys().peerjs_pattern(&self.api_key);
-                let prefix = format!("{}:{{peerjs:{}:", redis.keys().prefix(), self.api_key);
-                let keys = redis.scan_keys(&pattern, limit).await?;
+            Backend::Redis { store, .. } => {
+                let schema = store.keys();
+                let keys = store
+                    .scan_keys(&schema.peerjs_pattern(&self.api_key), limit)
+                    .await?;
                 Ok(keys
                     .iter()
-                    .filter_map(|k| k.strip_prefix(&prefix)?.strip_suffix("}:peer"))
-                    .map(str::to_owned)
+                    .filter_map(|key| schema.parse_peerjs(key))
+                    .filter(|(api_key, _)| *api_key == self.api_key)
+                    .map(|(_, id)| id.to_owned())
                     .collect())
             }
         }

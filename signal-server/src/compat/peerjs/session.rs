@@ -218,22 +218,21 @@ impl Peer<'_> {
     /// After the expiry timeout, takes back whatever `dst` has not collected and tells this
     /// client once per destination, as the reference server does.
     fn expire_later(&mut self, dst: String, msg: String) {
-        if let Some(pending) = self.pending_expiry.get(&dst) {
+        if !self.pending_expiry.contains_key(&dst)
+            && self.pending_expiry.len() >= MAX_PENDING_DESTINATIONS
+        {
+            self.pending_expiry
+                .retain(|_, ids| !ids.lock().expect("expiry lock poisoned").is_empty());
+        }
+        let pending = Arc::clone(self.pending_expiry.entry(dst.clone()).or_default());
+        {
             let mut ids = pending.lock().expect("expiry lock poisoned");
-            if !ids.is_empty() {
-                ids.push(msg);
+            ids.push(msg);
+            // An earlier message already has its timer running; it takes this one too.
+            if ids.len() > 1 {
                 return;
             }
-            ids.push(msg);
-        } else {
-            if self.pending_expiry.len() >= MAX_PENDING_DESTINATIONS {
-                self.pending_expiry
-                    .retain(|_, ids| !ids.lock().expect("expiry lock poisoned").is_empty());
-            }
-            self.pending_expiry
-                .insert(dst.clone(), Arc::new(std::sync::Mutex::new(vec![msg])));
         }
-        let pending = Arc::clone(&self.pending_expiry[&dst]);
         let hub = Arc::clone(self.hub);
         let tx = self.tx.clone();
         let me = self.id.to_owned();
