@@ -62,7 +62,7 @@ async fn main() -> ExitCode {
         } => {
             let shutdown = common::shutdown::token_on_signal();
             if let Some(addr) = metrics_listen {
-                let listener = match janitor::metrics::bind(*addr).await {
+                let listener = match tokio::net::TcpListener::bind(*addr).await {
                     Ok(listener) => listener,
                     Err(err) => {
                         eprintln!("janitor: cannot listen on {addr}: {err}");

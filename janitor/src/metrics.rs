@@ -1,7 +1,6 @@
 //! Prometheus metrics of the sweeps: served on `/metrics` in schedule mode and pushed to a
 //! Pushgateway (`--pushgateway`) after each sweep, so a CronJob's short life still reports.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -191,9 +190,4 @@ pub enum PushError {
     Http(#[from] reqwest::Error),
     #[error("pushgateway answered HTTP {0}")]
     Status(u16),
-}
-
-/// Binds the metrics listener before any sweep, so a bad address fails at start.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
 }

@@ -182,12 +182,6 @@ async fn time_limit(State(state): State<AppState>, request: Request, next: Next)
     let limit = state.settings.request_timeout;
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            "the request took too long",
-        )
-        .retry_after(Duration::from_secs(1))
-        .into_response(),
+        Err(_) => ApiError::timeout().into_response(),
     }
 }

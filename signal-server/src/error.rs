@@ -49,6 +49,16 @@ impl ApiError {
         .retry_after(Duration::from_secs(1))
     }
 
+    /// A request that ran past `--request-timeout`.
+    pub fn timeout() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took too long",
+        )
+        .retry_after(Duration::from_secs(1))
+    }
+
     pub fn retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
         self

@@ -434,13 +434,7 @@ async fn bounded<T>(
 ) -> Result<T, ApiError> {
     tokio::time::timeout(state.settings.request_timeout, work)
         .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                "the request took too long",
-            ))
-        })
+        .unwrap_or_else(|_| Err(ApiError::timeout()))
 }
 
 fn firebase(state: &AppState) -> Result<&FirebaseSettings, ApiError> {

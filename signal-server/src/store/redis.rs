@@ -465,10 +465,10 @@ impl RedisStore {
 
     /// Up to `limit` keys matching `pattern`, by `SCAN` (on a cluster, on every master).
     pub async fn scan_keys(&self, pattern: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        let mut codes = Vec::new();
+        let mut found = Vec::new();
         match &self.conn {
             Conn::Single(conn) => {
-                self.scan_node(pattern, limit, &mut codes, |cmd| {
+                self.scan_node(pattern, limit, &mut found, |cmd| {
                     let mut conn = conn.clone();
                     async move { cmd.query_async::<Value>(&mut conn).await }
                 })
@@ -486,14 +486,14 @@ impl RedisStore {
                     .await?;
                 let seed_host = self.seed_host();
                 for (host, port) in common::redis_url::masters(&nodes, &seed_host) {
-                    if codes.len() >= limit {
+                    if found.len() >= limit {
                         break;
                     }
                     let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
                         host: host.clone(),
                         port,
                     });
-                    self.scan_node(pattern, limit, &mut codes, |cmd| {
+                    self.scan_node(pattern, limit, &mut found, |cmd| {
                         let mut conn = conn.clone();
                         let route = route.clone();
                         async move { conn.route_command(cmd, route).await }
@@ -502,7 +502,7 @@ impl RedisStore {
                 }
             }
         }
-        Ok(codes)
+        Ok(found)
     }
 
     /// Pages through one node's keys with `SCAN` until it ends or `limit` keys are held.
