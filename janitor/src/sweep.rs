@@ -59,9 +59,8 @@ where
 {
     let started = Instant::now();
     let scripts = Scripts::new();
-    if !policy.dry_run {
-        scripts.load(conn).await?;
-    }
+    // Dry runs use the same scripts in their counting mode, so they load them too.
+    scripts.load(conn).await?;
     let mut sweeper = Sweeper {
         conn,
         schema,
@@ -105,17 +104,20 @@ return 0
 ";
 
 /// Drop a PeerJS key only while it still has no TTL (signal-server always sets one, so a key
-/// without one belongs to no live client).
+/// without one belongs to no live client). ARGV[1] `dry` counts without unlinking.
 const PURGE_TTLLESS: &str = r"
 if redis.call('PTTL', KEYS[1]) == -1 then
+  if ARGV[1] == 'dry' then return 1 end
   return redis.call('UNLINK', KEYS[1])
 end
 return 0
 ";
 
 /// Drop a `data`/`log` key (KEYS[2]) only while its room hash (KEYS[1]) is absent.
+/// ARGV[1] `dry` counts without unlinking.
 const PURGE_ORPHAN: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[1] == 'dry' then return redis.call('EXISTS', KEYS[2]) end
   return redis.call('UNLINK', KEYS[2])
 end
 return 0
@@ -179,7 +181,7 @@ impl<C: ConnectionLike + Send> Sweeper<'_, C> {
                 continue;
             };
             if self.schema.is_peerjs_key(&key) {
-                peerjs.push(key);
+                peerjs.push([key]);
                 continue;
             }
             match self.schema.parse(&key) {
@@ -189,38 +191,13 @@ impl<C: ConnectionLike + Send> Sweeper<'_, C> {
                 }
                 Some(parsed) => {
                     let room = self.schema.room_key(parsed.code, RoomKeyKind::Room);
-                    parts.push((room, key));
+                    parts.push([room, key]);
                 }
             }
         }
         self.rooms(rooms).await?;
         self.orphans(parts).await?;
         self.peerjs(peerjs).await
-    }
-
-    /// Purges PeerJS registrations and queues left without a TTL (no client holds them).
-    async fn peerjs(&mut self, keys: Vec<String>) -> Result<(), RedisError> {
-        for chunk in keys.chunks(self.pacer.chunk(self.policy.batch)) {
-            let mut pipe = redis::pipe();
-            for key in chunk {
-                if self.policy.dry_run {
-                    pipe.cmd("PTTL").arg(key);
-                } else {
-                    evalsha(&mut pipe, &self.scripts.purge_ttlless, &[key], &[]);
-                }
-            }
-            let replies: Vec<i64> = pipe.query_async(self.conn).await?;
-            let purged = if self.policy.dry_run {
-                replies.iter().filter(|&&pttl| pttl == -1).count() as u64
-            } else {
-                replies.iter().sum::<i64>().max(0) as u64
-            };
-            self.report.purged.orphaned += purged;
-            if !self.policy.dry_run {
-                self.pacer.record(purged).await;
-            }
-        }
-        Ok(())
     }
 
     /// Reads `_state` and PTTL of each room hash, then purges or repairs.
@@ -317,22 +294,31 @@ impl<C: ConnectionLike + Send> Sweeper<'_, C> {
     }
 
     /// Purges `data`/`log` keys whose room hash does not exist.
-    async fn orphans(&mut self, parts: Vec<(String, String)>) -> Result<(), RedisError> {
-        for chunk in parts.chunks(self.pacer.chunk(self.policy.batch)) {
+    async fn orphans(&mut self, parts: Vec<[String; 2]>) -> Result<(), RedisError> {
+        self.purge_checked(|s| &s.purge_orphan, &parts).await
+    }
+
+    /// Purges PeerJS registrations and queues left without a TTL (no client holds them).
+    async fn peerjs(&mut self, keys: Vec<[String; 1]>) -> Result<(), RedisError> {
+        self.purge_checked(|s| &s.purge_ttlless, &keys).await
+    }
+
+    /// Runs a re-checking purge script over each group of keys, in paced pipelines, counting
+    /// what it unlinked as orphaned. A dry run runs the same scripts in `dry` mode, which
+    /// count what they would unlink and change nothing.
+    async fn purge_checked<K: AsRef<[String]>>(
+        &mut self,
+        script: fn(&Scripts) -> &Script,
+        groups: &[K],
+    ) -> Result<(), RedisError> {
+        let mode = if self.policy.dry_run { "dry" } else { "purge" };
+        for chunk in groups.chunks(self.pacer.chunk(self.policy.batch)) {
             let mut pipe = redis::pipe();
-            for (room, key) in chunk {
-                if self.policy.dry_run {
-                    pipe.cmd("EXISTS").arg(room).cmd("EXISTS").arg(key);
-                } else {
-                    evalsha(&mut pipe, &self.scripts.purge_orphan, &[room, key], &[]);
-                }
+            for keys in chunk {
+                evalsha(&mut pipe, script(&self.scripts), keys.as_ref(), &[mode]);
             }
             let replies: Vec<u64> = pipe.query_async(self.conn).await?;
-            let purged = if self.policy.dry_run {
-                replies.chunks_exact(2).filter(|r| r == &[0, 1]).count() as u64
-            } else {
-                replies.iter().sum()
-            };
+            let purged = replies.iter().sum();
             self.report.purged.orphaned += purged;
             if !self.policy.dry_run {
                 self.pacer.record(purged).await;
