@@ -8,8 +8,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::Server;
 use crate::support::redis::RedisServer;
+use crate::support::{Server, run_driver};
 
 /// Runs the page pair: page A on `a`, page B on `b`; returns the script's summary.
 async fn pair(a: &Server, b: &Server, server_ids: bool) -> Value {
@@ -27,18 +27,7 @@ async fn pair(a: &Server, b: &Server, server_ids: bool) -> Value {
         .env("SB_PEERJS_PATH", "/peerjs")
         .env("SB_PEERJS_SERVER_IDS", if server_ids { "1" } else { "0" })
         .env("SB_PEERJS_TIMEOUT_MS", "60000");
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "peerjs pair failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    let summary = run_driver("peerjs pair", cmd).await;
     assert_eq!(summary["receivedByA"], "hello from B", "{summary}");
     assert_eq!(summary["receivedByB"], "hello from A", "{summary}");
     summary

@@ -8,8 +8,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::Server;
 use crate::support::redis::RedisServer;
+use crate::support::{Server, run_driver};
 
 fn python() -> PathBuf {
     let path = std::env::var_os("SB_PYTHON")
@@ -38,18 +38,7 @@ async fn pair(host: &Server, joiner: &Server, order: &str) -> Value {
         .env("PYPEER_URL_JOINER", format!("{}/firebase/", joiner.base))
         .env("PYPEER_PYTHON", python())
         .env("PYPEER_TIMEOUT", "60");
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pypeer pair failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    let summary = run_driver("pypeer pair", cmd).await;
     assert_eq!(summary["connected"], true, "{summary}");
     summary
 }

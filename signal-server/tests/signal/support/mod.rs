@@ -241,6 +241,23 @@ impl WsClient {
     }
 }
 
+/// Runs a third-party client driver (off the async workers) that prints one JSON summary line
+/// and exits 0; fails the test with its output otherwise.
+pub async fn run_driver(what: &str, mut cmd: std::process::Command) -> Value {
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap_or_else(|err| panic!("{what} did not start: {err}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("one JSON summary line")
+}
+
 /// Reads the `type` of a watch event JSON.
 pub fn kind(v: &Value) -> &str {
     v["type"].as_str().unwrap_or("")
