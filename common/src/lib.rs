@@ -6,8 +6,10 @@
 //! - [`redis_url`]: the `--redis-url` syntax (one server or a cluster's seeds).
 //! - [`redacted`]: secret flag values whose `Debug` hides them.
 //! - [`telemetry`]: `tracing` set-up (JSON or text logs).
+//! - [`health`]: the `healthcheck` subcommand of every service (container health probes).
 //! - [`shutdown`]: the SIGTERM/SIGINT future behind every service's drain.
 
+pub mod health;
 pub mod keys;
 pub mod redacted;
 pub mod redis_url;

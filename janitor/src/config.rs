@@ -35,9 +35,18 @@ pub enum Command {
         #[command(flatten)]
         sweep: SweepArgs,
     },
+    /// Probe a scheduling janitor's `/healthz` (or `/readyz` with `--ready`) on
+    /// `--metrics-listen` and exit 0 when healthy, 1 when not: the container image's HEALTHCHECK.
+    Healthcheck {
+        /// Where the scheduling janitor serves its metrics (`schedule --metrics-listen`).
+        #[arg(long, env = "JANITOR_METRICS_LISTEN")]
+        metrics_listen: std::net::SocketAddr,
+        #[command(flatten)]
+        probe: common::health::HealthcheckArgs,
+    },
 }
 
-/// The flags every subcommand shares.
+/// The flags every sweeping subcommand shares.
 #[derive(Debug, Clone, Args)]
 pub struct SweepArgs {
     /// Redis URL (`redis://[:password@]host:port/db`), or a comma-separated list of cluster
@@ -90,10 +99,11 @@ pub struct SweepArgs {
 }
 
 impl Cli {
-    /// The flags shared by every subcommand.
-    pub fn sweep_args(&self) -> &SweepArgs {
+    /// The flags shared by the sweeping subcommands.
+    pub fn sweep_args(&self) -> Option<&SweepArgs> {
         match &self.command {
-            Command::Run(sweep) | Command::Schedule { sweep, .. } => sweep,
+            Command::Run(sweep) | Command::Schedule { sweep, .. } => Some(sweep),
+            Command::Healthcheck { .. } => None,
         }
     }
 }
@@ -154,11 +164,11 @@ mod tests {
     #[test]
     fn defaults() {
         let cli = Cli::try_parse_from(["janitor", "run", "--redis-url", "redis://x"]).unwrap();
-        let janitor = cli.sweep_args().janitor().unwrap();
+        let janitor = cli.sweep_args().unwrap().janitor().unwrap();
         assert_eq!(janitor.schema.prefix(), "sb");
         assert_eq!(janitor.policy, Policy::default());
         assert_eq!(janitor.lock_ttl, Duration::from_secs(300));
-        assert!(!cli.sweep_args().json);
+        assert!(!cli.sweep_args().unwrap().json);
     }
 
     #[test]
@@ -207,7 +217,7 @@ mod tests {
                     .chain(extra),
             )
             .unwrap();
-            assert!(cli.sweep_args().janitor().is_err(), "{extra:?}");
+            assert!(cli.sweep_args().unwrap().janitor().is_err(), "{extra:?}");
         }
         assert!(
             Cli::try_parse_from(["janitor", "run", "--redis-url", "r", "--batch", "0"]).is_err()

@@ -129,6 +129,17 @@ pub struct Config {
     /// Check the configuration, print a summary without secrets, and exit.
     #[arg(long)]
     pub check_config: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Probe the server running on `--listen` (`/healthz`, or `/readyz` with `--ready`) and exit
+    /// 0 when healthy, 1 when not: the container image's HEALTHCHECK.
+    Healthcheck(common::health::HealthcheckArgs),
 }
 
 /// A configuration that cannot run.

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use signal_server::config::Config;
+use signal_server::config::{Command, Config};
 
 // glibc malloc showed up as a quarter of the CPU profile under write load; mimalloc halves that.
 #[global_allocator]
@@ -16,6 +16,9 @@ const EXIT_CONFIG: u8 = 64;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
+    if let Some(Command::Healthcheck(args)) = &config.command {
+        return common::health::run("signal-server", config.listen, args).await;
+    }
     common::telemetry::init(config.log_format);
     if let Err(err) = config.validate() {
         eprintln!("signal-server: invalid configuration: {err}");

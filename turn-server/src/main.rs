@@ -4,13 +4,16 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use turn_server::config::Config;
+use turn_server::config::{Command, Config};
 
 const EXIT_CONFIG: u8 = 64;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
+    if let Some(Command::Healthcheck(args)) = &config.command {
+        return common::health::run("turn-server", config.http_listen, args).await;
+    }
     common::telemetry::init(config.log_format);
     if let Err(err) = config.validate() {
         eprintln!("turn-server: invalid configuration: {err}");
