@@ -14,12 +14,18 @@ ServiceMonitor and PrometheusRule (monitoring.coreos.com) are CRDs that kubernet
 has no schema for: they are only checked for shape (apiVersion/kind/metadata/spec) and their
 wiring, not strictly validated.
 
+The Grafana dashboard (dashboards/switchboard.json, shipped in a ConfigMap when
+metrics.grafanaDashboard.enabled) is checked as JSON: uid and title, a PromQL target on every
+panel, and only metric names the services export, read from their Rust sources.
+
 Prints one line per check and a closing 'N passed, N failed'; exits 1 on any failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import subprocess
 import sys
 import time
@@ -32,7 +38,12 @@ import kubernetes_validate
 import yaml
 
 HELM_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = HELM_DIR.parent
 CHART_DIR = HELM_DIR / "switchboard"
+DASHBOARD_FILE = CHART_DIR / "dashboards" / "switchboard.json"
+DASHBOARD_KEY = "switchboard.json"
+# The janitor pushes under this Pushgateway job (janitor/src/metrics.rs JOB).
+JANITOR_JOB = "switchboard_janitor"
 KUBE_VERSION = "1.34.0"
 RELEASE = "sb"
 NAMESPACE = "rtc"
@@ -112,6 +123,177 @@ def schema_covers_values(chart: helm.Chart) -> None:
 
     walk(chart.values, schema, "")
     assert not missing, "values not described by the schema: " + ", ".join(missing)
+
+
+# ---------------------------------------------------------------- Grafana dashboard
+
+# A metric name of ours in PromQL: not part of a longer identifier (e.g. a label name).
+METRIC_RE = re.compile(r"(?<![A-Za-z0-9_:])(?:sb|turn|janitor)_[a-z0-9_]+")
+# PromQL string literals: label values such as job="switchboard_janitor" are not metrics.
+PROMQL_STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+# One selector: a metric name of ours and its optional {matchers} (a "}" may sit in a value).
+SELECTOR_RE = re.compile(
+    r'(?<![A-Za-z0-9_:])((?:sb|turn|janitor)_[a-z0-9_]+)\s*(\{(?:[^}"]|"(?:[^"\\]|\\.)*")*\})?'
+)
+NAMESPACE_MATCHER = 'namespace=~"$namespace"'
+JANITOR_MATCHER = f'job="{JANITOR_JOB}"'
+
+
+def dashboard_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel, rows included, and the panels a collapsed row keeps inside it."""
+    out: list[dict[str, Any]] = []
+
+    def walk(panels: list[dict[str, Any]]) -> None:
+        for panel in panels:
+            out.append(panel)
+            walk(panel.get("panels", []))
+
+    walk(dashboard.get("panels", []))
+    return out
+
+
+def dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:
+    """Every PromQL string: the panels' target exprs and the query variables' queries."""
+    exprs = [t["expr"] for p in dashboard_panels(dashboard) for t in p.get("targets", []) if t.get("expr")]
+    for var in dashboard.get("templating", {}).get("list", []):
+        if var.get("type") == "query":
+            query = var.get("query")
+            if isinstance(query, dict):
+                query = query.get("query")
+            if isinstance(query, str) and query:
+                exprs.append(query)
+    return exprs
+
+
+def dashboard_metric_names(dashboard: dict[str, Any]) -> set[str]:
+    """The sb_/turn_/janitor_ metric names the dashboard's PromQL reads, histogram series
+    (_bucket/_sum/_count) folded into their histogram's name."""
+    names: set[str] = set()
+    for expr in dashboard_exprs(dashboard):
+        for name in METRIC_RE.findall(PROMQL_STRING_RE.sub('""', expr)):
+            # Stripped whatever the type: no exported counter or gauge ends so, and a wrong
+            # strip would name an unexported metric and fail the exported check, not pass it.
+            for suffix in HISTOGRAM_SUFFIXES:
+                name = name.removesuffix(suffix)
+            names.add(name)
+    return names
+
+
+def exported_metric_names() -> set[str]:
+    """Metric names the services export, read from their Rust sources."""
+    def literals(crate: str, prefix: str) -> set[str]:
+        found: set[str] = set()
+        for path in sorted((REPO_DIR / crate / "src").rglob("*.rs")):
+            found |= set(re.findall(rf'"({prefix}_[a-z0-9_]+)', path.read_text()))
+        assert found, f"no {prefix}_* metric names in {crate}/src"
+        return found
+
+    # The janitor's names are unprefixed in the source: its registry adds "janitor_".
+    source = (REPO_DIR / "janitor" / "src" / "metrics.rs").read_text()
+    assert 'Registry::new_custom(Some("janitor".into())' in source, "janitor registry prefix changed"
+    assert f'JOB: &str = "{JANITOR_JOB}"' in source, "janitor Pushgateway job changed"
+    janitor = re.findall(r'\b(?:Int)?(?:Counter|Gauge|Histogram)(?:Vec)?::new\(\s*"([a-z0-9_]+)"', source)
+    janitor += re.findall(r'\b(?:Histogram)?Opts::new\(\s*"([a-z0-9_]+)"', source)
+    assert janitor, "no metric names in janitor/src/metrics.rs"
+    return literals("signal-server", "sb") | literals("turn-server", "turn") | {f"janitor_{n}" for n in janitor}
+
+
+def check_dashboard(dashboard: Any) -> None:
+    """Shape: uid, title, the datasource and namespace variables, a PromQL target on every
+    panel, unique ids, and each selector filtered the way its service's series can be."""
+    assert isinstance(dashboard, dict), "the dashboard is not a JSON object"
+    errors: list[str] = []
+    for key in ("uid", "title"):
+        if not isinstance(dashboard.get(key), str) or not dashboard[key]:
+            errors.append(f"no {key}")
+    variables = {v.get("name"): v for v in dashboard.get("templating", {}).get("list", [])}
+    ds = variables.get("datasource", {})
+    if ds.get("type") != "datasource" or ds.get("query") != "prometheus":
+        errors.append("no datasource variable of type prometheus")
+    if "namespace" not in variables:
+        errors.append("no namespace variable")
+    panels = dashboard_panels(dashboard)
+    if not panels:
+        errors.append("no panels")
+    ids = [p.get("id") for p in panels]
+    if len(ids) != len(set(ids)):
+        errors.append(f"panel ids repeat: {sorted(i for i in set(ids) if ids.count(i) > 1)}")
+    for panel in panels:
+        where = f"panel {panel.get('id')} {panel.get('title')!r}"
+        if panel.get("type") == "row":
+            continue
+        exprs = [t.get("expr") for t in panel.get("targets", [])]
+        if not exprs or not all(isinstance(e, str) and e.strip() for e in exprs):
+            errors.append(f"{where}: every panel needs targets, each with an expr")
+            continue
+        for expr in exprs:
+            strings = [m.span() for m in PROMQL_STRING_RE.finditer(expr)]
+            for sel in SELECTOR_RE.finditer(expr):
+                if any(a <= sel.start() < b for a, b in strings):
+                    continue  # a label value, not a metric
+                name, matchers = sel[1], sel[2] or ""
+                # Signal and TURN are scraped in the release namespace; the janitor's series come
+                # from a Pushgateway and carry its namespace, so they are picked by job.
+                want = JANITOR_MATCHER if name.startswith("janitor_") else NAMESPACE_MATCHER
+                if want not in matchers:
+                    errors.append(f"{where}: {name} is not selected with {want}")
+    assert not errors, "\n".join(errors)
+
+
+def check_dashboard_metrics(dashboard: dict[str, Any], exported: set[str] | None) -> None:
+    assert exported, "the exported metric names could not be read from the Rust sources"
+    used = dashboard_metric_names(dashboard)
+    assert used, "the dashboard reads no sb_/turn_/janitor_ metric"
+    unknown = sorted(used - exported)
+    assert not unknown, f"metrics no service exports: {unknown}"
+
+
+def load_dashboard_file() -> dict[str, Any]:
+    dashboard = json.loads(DASHBOARD_FILE.read_text())
+    check_dashboard(dashboard)
+    return dashboard
+
+
+# Client-side kubectl apply keeps a copy in an annotation limited to 256 KiB (Argo CD, Flux too).
+CONFIGMAP_APPLY_LIMIT = 262144
+
+
+def check_dashboard_configmap(
+    docs: list[dict[str, Any]], values: dict[str, Any], notes: str, exported: set[str] | None
+) -> None:
+    """Rendered iff enabled, where the sidecar looks, with the chart's dashboard in it."""
+    given = values.get("metrics", {}).get("grafanaDashboard", {})
+    name = f"{RELEASE}-switchboard-dashboard"
+    cm = next((d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name), None)
+    assert (cm is not None) == bool(given.get("enabled", False)), f"ConfigMap {name} rendered iff enabled: not so"
+    if cm is None:
+        assert "Grafana dashboard" not in notes, "NOTES.txt mentions a dashboard that is not rendered"
+        return
+    meta = cm["metadata"]
+    errors: list[str] = []
+    if meta.get("namespace") != (given.get("namespace") or NAMESPACE):
+        errors.append(f"namespace is {meta.get('namespace')!r}")
+    # Helm merges maps with the defaults, so grafana_dashboard stays unless set to null.
+    labels = {k: v for k, v in {"grafana_dashboard": "1", **given.get("labels", {})}.items() if v is not None}
+    for k, v in labels.items():
+        if meta.get("labels", {}).get(k) != v:
+            errors.append(f"label {k} is {meta.get('labels', {}).get(k)!r}, want {v!r}")
+    for k, v in given.get("annotations", {}).items():
+        if meta.get("annotations", {}).get(k) != v:
+            errors.append(f"annotation {k} is {meta.get('annotations', {}).get(k)!r}, want {v!r}")
+    if list(cm.get("data", {})) != [DASHBOARD_KEY]:
+        errors.append(f"data keys are {list(cm.get('data', {}))}, want [{DASHBOARD_KEY!r}]")
+    if "Grafana dashboard" not in notes:
+        errors.append("NOTES.txt does not mention the dashboard")
+    assert not errors, "\n".join(errors)
+    text = cm["data"][DASHBOARD_KEY]
+    size = len(json.dumps(strip_source(cm)).encode())
+    assert size < CONFIGMAP_APPLY_LIMIT, f"ConfigMap is {size} bytes, too big for client-side apply"
+    dashboard = json.loads(text)
+    assert dashboard == json.loads(DASHBOARD_FILE.read_text()), "the ConfigMap does not hold the chart's dashboard"
+    check_dashboard(dashboard)
+    check_dashboard_metrics(dashboard, exported)
 
 
 # ---------------------------------------------------------------- rendering
@@ -469,7 +651,7 @@ def check_mode_specifics(case: str, docs: list[dict[str, Any]], values: dict[str
 # ---------------------------------------------------------------- main
 
 
-def run_case(chart: helm.Chart, path: Path) -> None:
+def run_case(chart: helm.Chart, path: Path, exported: set[str] | None) -> None:
     case = path.name
     values = load_values(path)
 
@@ -496,6 +678,7 @@ def run_case(chart: helm.Chart, path: Path) -> None:
     check(f"{case}: wiring", lambda: check_wiring(docs, values))
     check(f"{case}: labels and pod security", lambda: check_labels_and_security(docs))
     check(f"{case}: mode specifics", lambda: check_mode_specifics(case, docs, values, notes))
+    check(f"{case}: grafana dashboard", lambda: check_dashboard_configmap(docs, values, notes, exported))
 
 
 def expect_schema_rejects(chart: helm.Chart, path: Path) -> None:
@@ -531,6 +714,10 @@ def main() -> int:
     print(f"helm-c {helm.helm_c_version()} (Helm SDK {helm.helm_sdk_version()}), kubernetes-validate "
           f"{kubernetes_validate.version.__version__}, Kubernetes schema {KUBE_VERSION} strict")
     check("yamllint Chart.yaml, values.yaml, ci/**", yamllint_files)
+    exported = check("exported metric names from the Rust sources", exported_metric_names)
+    dashboard = check("dashboards/switchboard.json: JSON, uid, title, a target on every panel", load_dashboard_file)
+    if dashboard is not None:
+        check("dashboards/switchboard.json: only exported metrics", lambda: check_dashboard_metrics(dashboard, exported))
     with helm.Chart.load(CHART_DIR) as chart:
         check("Chart.yaml apiVersion v2", lambda: _assert(chart.metadata.get("apiVersion") == "v2", chart.metadata))
         check("values.schema.json describes every value", lambda: schema_covers_values(chart))
@@ -540,7 +727,7 @@ def main() -> int:
             cases = [c for c in cases if args.k in c.name]
         assert cases, "no ci/*-values.yaml"
         for path in cases:
-            run_case(chart, path)
+            run_case(chart, path, exported)
         for path in sorted((CHART_DIR / "ci" / "bad").glob("*.yaml")):
             check(f"bad/{path.name}: schema rejects it", lambda p=path: expect_schema_rejects(chart, p))
         for path in sorted((CHART_DIR / "ci" / "render-fail").glob("*.yaml")):
