@@ -37,6 +37,7 @@ pub struct Settings {
     pub turn_ttl: Duration,
     pub cors_origins: Vec<String>,
     pub compat: crate::compat::CompatSettings,
+    pub web: crate::web::WebSettings,
 }
 
 /// Everything a handler may touch, shared behind one `Arc` so per-request clones stay cheap.
@@ -119,7 +120,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rooms/{code}/events", get(routes::watch::sse))
         .route("/v1/rooms/{code}/ws", get(routes::watch::websocket))
         .route("/v1/rooms/{code}/changes", get(routes::watch::long_poll))
-        .merge(crate::compat::routes(&state.settings.compat));
+        .merge(crate::compat::routes(&state.settings.compat))
+        .merge(crate::web::routes(&state.settings.web));
     bounded
         .merge(streams)
         .fallback(|| async { ApiError::not_found() })

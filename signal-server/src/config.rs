@@ -126,6 +126,16 @@ pub struct Config {
     #[command(flatten)]
     pub compat: crate::compat::CompatConfig,
 
+    /// Serve the browser client module (`/client/v1/switchboard.js`) and the demo page
+    /// (`/demo/`).
+    #[arg(long, env = "SB_WEB", default_value_t = true, action = clap::ArgAction::Set)]
+    pub web: bool,
+
+    /// Serve the web files from this directory (laid out like `signal-server/web/`) instead of
+    /// the copies built into the binary: edit and reload without rebuilding.
+    #[arg(long, env = "SB_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+
     /// Check the configuration, print a summary without secrets, and exit.
     #[arg(long)]
     pub check_config: bool,

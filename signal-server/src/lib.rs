@@ -8,6 +8,7 @@
 //! - [`fanout`]: per-room broadcast of changes to this process's watchers.
 //! - [`watch`]: a gap-free, ordered watch of one room, shared by every transport.
 //! - [`compat`]: Firebase RTDB, PeerJS and Twilio faces over the same rooms.
+//! - [`web`]: the browser client module and demo page (`web/`), compiled in.
 //! - `routes/`: HTTP handlers; `app`: state, router and middleware; `limits`: abuse limits.
 //! - [`run`]: binds it all together and drains on shutdown.
 
@@ -23,6 +24,7 @@ pub mod model;
 pub mod routes;
 pub mod store;
 pub mod watch;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -168,6 +170,10 @@ fn settings(config: &Config) -> Result<Settings, ConfigError> {
         turn_urls: config.turn_urls.clone(),
         turn_ttl: config.turn_ttl,
         cors_origins: config.cors_origins.clone(),
+        web: web::WebSettings {
+            enabled: config.web,
+            dir: config.web_dir.clone(),
+        },
         compat: config
             .compat
             .settings(config.client_codes)

@@ -30,10 +30,15 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for socket in &listeners.udp {
-        if let Ok(addr) = socket.local_addr() {
-            println!("turn-server: stun:{addr} turn:{addr}?transport=udp");
-        }
+    // Several workers may share one address (SO_REUSEPORT): print each address once.
+    let mut udp: Vec<_> = listeners
+        .udp
+        .iter()
+        .filter_map(|socket| socket.local_addr().ok())
+        .collect();
+    udp.dedup();
+    for addr in udp {
+        println!("turn-server: stun:{addr} turn:{addr}?transport=udp");
     }
     if let Ok(addr) = listeners.http.local_addr() {
         println!("turn-server: metrics http://{addr}/metrics");

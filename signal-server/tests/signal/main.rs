@@ -8,6 +8,7 @@ mod peerjs;
 mod pypeer;
 mod suite;
 mod support;
+mod web;
 
 use std::time::Duration;
 

@@ -1,0 +1,1 @@
+// Placeholder: the Switchboard browser client (issue 9) lands here.

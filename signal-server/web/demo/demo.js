@@ -1,0 +1,1 @@
+// Placeholder: the demo page (issue 9) lands here.
