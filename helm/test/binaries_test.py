@@ -148,6 +148,10 @@ class Objects:
         if turn.get("existingSecret"):
             key = turn.get("existingSecretKey", "secrets")
             self.by_name[("Secret", turn["existingSecret"])] = {key: secrets.token_hex(32).encode()}
+        compat = values.get("signal", {}).get("compat", {})
+        if compat.get("existingSecret"):
+            keys = (compat.get("firebaseAdminSecretKey", "firebase-admin-secret"), compat.get("twilioAuthTokenKey", "twilio-auth-token"))
+            self.by_name[("Secret", compat["existingSecret"])] = {k: secrets.token_hex(16).encode() for k in keys}
 
     def get(self, kind: str, name: str) -> dict[str, bytes]:
         assert (kind, name) in self.by_name, f"{kind} {name} is referenced but neither rendered nor an existingSecret"
@@ -189,6 +193,8 @@ def from_container(label: str, pod: dict[str, Any], ctr: dict[str, Any], objects
         elif "secretKeyRef" in ref:
             s = ref["secretKeyRef"]
             data = objects.get("Secret", s["name"])
+            if s["key"] not in data and s.get("optional"):
+                continue
             assert s["key"] in data, f"{label}: Secret {s['name']} has no key {s['key']}"
             env[var["name"]] = rw.file(data[s["key"]]).decode().strip()
         elif "configMapKeyRef" in ref:
@@ -314,10 +320,27 @@ def exercise(binary: str, base: str, env: dict[str, str]) -> None:
         else:
             # No public TURN host in these values: NOTES.txt warns, and clients are told so.
             assert status == 404 and b"turn_not_configured" in body, f"{status} {body[:200]!r}"
+        compat_endpoints_answer(base, env)
     elif binary == "turn-server":
         stun_binding(env["TURN_LISTEN_UDP"].split(",")[0])
     status, body = http("GET", f"{base}/metrics")
     assert status == 200 and b"# TYPE" in body, f"GET /metrics: {status}"
+
+
+def compat_endpoints_answer(base: str, env: dict[str, str]) -> None:
+    """The compat secrets the chart passes are the ones the endpoints check."""
+    if "SB_FIREBASE_ADMIN_SECRET" in env:
+        admin = env["SB_FIREBASE_ADMIN_SECRET"]
+        status, body = http("GET", f"{base}/firebase/rooms.json?auth={admin}")
+        assert status == 200, f"Firebase admin listing: {status} {body[:200]!r}"
+        assert http("GET", f"{base}/firebase/rooms.json?auth=wrong")[0] == 401
+    if "SB_TWILIO_AUTH_TOKEN" in env:
+        sid = env["SB_TWILIO_ACCOUNT_SID"]
+        auth = base64.b64encode(f"{sid}:{env['SB_TWILIO_AUTH_TOKEN']}".encode()).decode()
+        req = urllib.request.Request(f"{base}/2010-04-01/Accounts/{sid}/Tokens.json", method="POST", data=b"", headers={"Authorization": f"Basic {auth}"})
+        with urllib.request.urlopen(req, timeout=3) as resp:
+            assert resp.status == 201, resp.status
+            assert json.loads(resp.read()).get("ice_servers"), "no ice_servers in the Twilio token"
 
 
 def healthcheck(argv0: str, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:

@@ -377,7 +377,13 @@ def check_wiring(docs: list[dict[str, Any]], values: dict[str, Any]) -> None:
 
     # Objects the values say live outside the release.
     external_secrets = {
-        s for s in (values.get("turnSecrets", {}).get("existingSecret"), values.get("redis", {}).get("existingSecret")) if s
+        s
+        for s in (
+            values.get("turnSecrets", {}).get("existingSecret"),
+            values.get("redis", {}).get("existingSecret"),
+            values.get("signal", {}).get("compat", {}).get("existingSecret"),
+        )
+        if s
     }
     external_secrets |= {s["name"] for s in values.get("imagePullSecrets", [])}
 
