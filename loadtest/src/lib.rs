@@ -5,9 +5,20 @@
 //!   against one or several signal-server replicas over SSE, WebSocket or long-poll.
 //! - [`turn`]: pairs of TURN allocations relaying to each other through channels.
 //! - [`stats`]: latency histograms and error tallies.
+//! - [`timeline`]: per-second counts recorded during a run (one atomic add per event), for
+//!   plots and the JSON `timeline`.
+//! - [`progress`]: the progress bar on stderr, redrawn by a ticker reading the run's counters.
+//! - [`report`]: `--report FILE.html`, a self-contained page with tables and SVG plots
+//!   (`report/html.rs`, `report/plots.rs`, and one file per scenario).
+//!
+//! Each scenario has `run(options)` and `run_with(options, live)`, where `live` holds the
+//! counters a progress bar reads while the run goes on.
 //!
 //! The NAT traversal scenario arrives with issue 6.
 
+pub mod progress;
+pub mod report;
 pub mod signal;
 pub mod stats;
+pub mod timeline;
 pub mod turn;

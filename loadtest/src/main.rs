@@ -1,9 +1,15 @@
 //! `loadtest` binary: load for a Switchboard deployment. Bounded in count and time always.
+//!
+//! Results go to stdout (a table, or `--json`); the progress bar and errors go to stderr.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use loadtest::progress::Progress;
+use loadtest::report::{Page, ReportFile, html};
 use loadtest::signal::{self, Transport};
 use loadtest::turn;
 
@@ -53,9 +59,8 @@ struct TurnArgs {
     /// Limit on one request during set-up.
     #[arg(long, env = "LOADTEST_STEP_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     step_timeout: Duration,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: Output,
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,75 +94,117 @@ struct SignalArgs {
     /// Limit on one step (a request or a notification).
     #[arg(long, env = "LOADTEST_STEP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     step_timeout: Duration,
-    /// Print the report as JSON.
+    #[command(flatten)]
+    output: Output,
+}
+
+/// Where results go; the same for every scenario.
+#[derive(Debug, clap::Args)]
+struct Output {
+    /// Print the report as JSON (with per-second time series under `timeline`).
     #[arg(long)]
     json: bool,
+    /// Also write a self-contained HTML report with plots to this file (checked before the run).
+    #[arg(long, env = "LOADTEST_REPORT", value_name = "FILE.html")]
+    report: Option<PathBuf>,
+    /// Draw no progress bar (one is drawn on stderr only when it is a terminal).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl Output {
+    /// Fails now, before any load, if the report path cannot be written.
+    fn prepare(&self) -> anyhow::Result<Option<ReportFile>> {
+        Ok(self.report.as_deref().map(ReportFile::create).transpose()?)
+    }
+
+    /// Prints the results, then writes the HTML report if one was asked for.
+    fn emit(
+        &self,
+        json: serde_json::Value,
+        human: String,
+        file: Option<ReportFile>,
+        page: impl FnOnce() -> Page,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&json).context("report")?);
+        } else {
+            print!("{human}");
+        }
+        if let Some(file) = file {
+            file.commit(&html::render(&page(), SystemTime::now()))?;
+        }
+        Ok(())
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Signal(args) => {
-            if args.rooms == 0 || args.rounds == 0 || args.urls.is_empty() {
-                bail!("--rooms, --rounds and --urls must be non-empty");
-            }
-            let report = signal::run(signal::Options {
-                urls: args
-                    .urls
-                    .iter()
-                    .map(|u| u.trim_end_matches('/').to_owned())
-                    .collect(),
-                rooms: args.rooms,
-                rounds: args.rounds,
-                transport: args.transport,
-                rate: args.rate,
-                blob_bytes: args.blob_bytes,
-                max_duration: args.max_duration,
-                step_timeout: args.step_timeout,
-            })
-            .await;
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report.to_json()).context("report")?
-                );
-            } else {
-                print!("{}", report.human());
-            }
-            if report.completed_rooms < args.rooms {
-                std::process::exit(1);
-            }
-        }
-        Command::Turn(args) => {
-            if args.pairs == 0 || args.rate == 0 || args.duration > Duration::from_secs(3600) {
-                bail!("--pairs and --rate must be positive and --duration at most 1h");
-            }
-            let report = turn::run(turn::Options {
-                server: args.server,
-                credentials: match (args.secret, args.credentials_url) {
-                    (_, Some(url)) => turn::CredentialSource::Url(url),
-                    (Some(secret), None) => turn::CredentialSource::Secret(secret),
-                    (None, None) => bail!("--secret or --credentials-url is needed"),
-                },
-                pairs: args.pairs,
-                rate: args.rate,
-                size: args.size.clamp(32, 65_000),
-                duration: args.duration,
-                step_timeout: args.step_timeout,
-            })
-            .await;
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report.to_json()).context("report")?
-                );
-            } else {
-                print!("{}", report.human());
-            }
-            if report.ready_pairs < args.pairs {
-                std::process::exit(1);
-            }
-        }
+    let complete = match Cli::parse().command {
+        Command::Signal(args) => signal(args).await?,
+        Command::Turn(args) => turn(args).await?,
+    };
+    if !complete {
+        std::process::exit(1);
     }
     Ok(())
+}
+
+/// Runs `loadtest signal`; false if a room did not complete.
+async fn signal(args: SignalArgs) -> anyhow::Result<bool> {
+    if args.rooms == 0 || args.rounds == 0 || args.urls.is_empty() {
+        bail!("--rooms, --rounds and --urls must be non-empty");
+    }
+    let file = args.output.prepare()?;
+    let options = signal::Options {
+        urls: args
+            .urls
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .collect(),
+        rooms: args.rooms,
+        rounds: args.rounds,
+        transport: args.transport,
+        rate: args.rate,
+        blob_bytes: args.blob_bytes,
+        max_duration: args.max_duration,
+        step_timeout: args.step_timeout,
+    };
+    let live = Arc::new(signal::Live::new(&options));
+    let progress = Progress::signal(!args.output.no_progress, Arc::clone(&live));
+    let report = signal::run_with(options, live).await;
+    progress.finish();
+    let page = || Page::signal(&report);
+    args.output
+        .emit(report.to_json(), report.human(), file, page)?;
+    Ok(report.completed_rooms == args.rooms)
+}
+
+/// Runs `loadtest turn`; false if a pair could not be set up.
+async fn turn(args: TurnArgs) -> anyhow::Result<bool> {
+    if args.pairs == 0 || args.rate == 0 || args.duration > Duration::from_secs(3600) {
+        bail!("--pairs and --rate must be positive and --duration at most 1h");
+    }
+    let file = args.output.prepare()?;
+    let options = turn::Options {
+        server: args.server,
+        credentials: match (args.secret, args.credentials_url) {
+            (_, Some(url)) => turn::CredentialSource::Url(url),
+            (Some(secret), None) => turn::CredentialSource::Secret(secret),
+            (None, None) => bail!("--secret or --credentials-url is needed"),
+        },
+        pairs: args.pairs,
+        rate: args.rate,
+        size: args.size.clamp(32, 65_000),
+        duration: args.duration,
+        step_timeout: args.step_timeout,
+    };
+    let live = Arc::new(turn::Live::new(&options));
+    let progress = Progress::turn(!args.output.no_progress, Arc::clone(&live));
+    let report = turn::run_with(options, live).await;
+    progress.finish();
+    let page = || Page::turn(&report);
+    args.output
+        .emit(report.to_json(), report.human(), file, page)?;
+    Ok(report.ready_pairs == args.pairs)
 }

@@ -45,6 +45,31 @@ impl Latency {
         self.histogram.max() as f64 / 1000.0
     }
 
+    /// The recorded values in `n` log-spaced bins from the smallest to the largest, for a
+    /// histogram; empty when nothing was recorded. The counts add up to [`Self::count`].
+    pub fn bins(&self, n: usize) -> Vec<Bin> {
+        if self.count() == 0 || n == 0 {
+            return Vec::new();
+        }
+        let low = self.histogram.min().max(1) as f64;
+        // One value recorded (or all equal): give the single bin some width to draw.
+        let high = (self.histogram.max() as f64).max(low * 1.1);
+        let ratio = (high / low).ln();
+        let mut bins: Vec<Bin> = (0..n)
+            .map(|i| Bin {
+                low_ms: low * (ratio * i as f64 / n as f64).exp() / 1000.0,
+                high_ms: low * (ratio * (i + 1) as f64 / n as f64).exp() / 1000.0,
+                count: 0,
+            })
+            .collect();
+        for v in self.histogram.iter_recorded() {
+            let at = (v.value_iterated_to() as f64).max(low);
+            let i = ((at / low).ln() / ratio * n as f64) as usize;
+            bins[i.min(n - 1)].count += v.count_at_value();
+        }
+        bins
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "count": self.count(),
@@ -54,6 +79,14 @@ impl Latency {
             "max_ms": self.max_ms(),
         })
     }
+}
+
+/// One bar of a latency histogram: how many samples fell in `low_ms..high_ms`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bin {
+    pub low_ms: f64,
+    pub high_ms: f64,
+    pub count: u64,
 }
 
 /// Latencies per named step and errors per kind.
@@ -103,5 +136,30 @@ impl Tally {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_hold_every_sample_in_rising_log_ranges() {
+        let mut l = Latency::default();
+        for ms in [1u64, 2, 2, 5, 40, 900] {
+            l.record(Duration::from_millis(ms));
+        }
+        let bins = l.bins(12);
+        assert_eq!(bins.len(), 12);
+        assert_eq!(bins.iter().map(|b| b.count).sum::<u64>(), 6);
+        assert!(
+            bins.windows(2)
+                .all(|w| w[0].high_ms <= w[1].low_ms * 1.000_001)
+        );
+        assert!((bins[0].low_ms - 1.0).abs() < 0.01);
+        assert!(Latency::default().bins(12).is_empty());
+        let mut one = Latency::default();
+        one.record(Duration::from_millis(3));
+        assert_eq!(one.bins(4).iter().map(|b| b.count).sum::<u64>(), 1);
     }
 }

@@ -1,9 +1,12 @@
 //! `loadtest signal` end to end against a real signal-server (embedded store) on loopback:
-//! the report counts exactly what was sent.
+//! the report counts exactly what was sent, and the JSON, the HTML report and the time series
+//! all agree.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use loadtest::signal::{Options, Transport, run};
+use serde_json::Value;
 use signal_server::config::Config;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +44,10 @@ async fn reports_match_what_was_sent_on_every_transport() {
         let json = report.to_json();
         assert_eq!(json["puts"], 24);
         assert_eq!(json["transport"], transport.name());
+        let t = &report.timeline;
+        assert_eq!(sum(t.get("completed_rooms")), 4);
+        assert_eq!(sum(t.get("rounds")), 4 * 3);
+        assert_eq!(sum(t.get("errors")), 0);
     }
     // Errors are counted by kind, not hidden: a server that is not there fails every room.
     let report = run(Options {
@@ -56,5 +63,140 @@ async fn reports_match_what_was_sent_on_every_transport() {
     .await;
     assert_eq!(report.completed_rooms, 0);
     assert_eq!(report.tally.errors.get("create_connect"), Some(&2));
+    assert_eq!(sum(report.timeline.get("errors")), 2);
+    assert_eq!(sum(report.timeline.get("completed_rooms")), 0);
     stop_a.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_json_html_report_and_time_series_agree() {
+    let (url, stop) = server().await;
+    let dir = scratch("signal-report");
+    let html_path = dir.join("r.html");
+    let out = loadtest(&[
+        "signal",
+        "--urls",
+        &url,
+        "--rooms",
+        "3",
+        "--rounds",
+        "2",
+        "--transport",
+        "ws",
+        "--max-duration",
+        "30s",
+        "--step-timeout",
+        "5s",
+        "--json",
+        "--report",
+        html_path.to_str().unwrap(),
+    ])
+    .await;
+    stop.cancel();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // stdout is the JSON and nothing else: no progress bar there (nor on a non-terminal stderr).
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!stderr.contains("rooms"), "{stderr}");
+    assert_eq!(json["completed_rooms"], 3);
+    assert_eq!(json["puts"], 3 * 2 * 2);
+
+    let timeline = &json["timeline"];
+    assert_eq!(timeline["bucket_s"], 1);
+    let len = series(timeline, "rounds").len();
+    assert!(len >= 1);
+    for name in ["completed_rooms", "rounds", "errors"] {
+        assert_eq!(series(timeline, name).len(), len, "{name}");
+    }
+    assert_eq!(
+        series(timeline, "completed_rooms").iter().sum::<u64>(),
+        json["completed_rooms"].as_u64().unwrap()
+    );
+    assert_eq!(
+        series(timeline, "rounds").iter().sum::<u64>() * 2,
+        json["puts"].as_u64().unwrap()
+    );
+    assert_eq!(series(timeline, "errors").iter().sum::<u64>(), 0);
+
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    for id in ["completed_rooms", "rooms", "puts"] {
+        assert!(
+            html.contains(&format!("id=\"{id}\">{}</td>", json[id])),
+            "{id}"
+        );
+    }
+    for (step, figures) in json["steps"].as_object().unwrap() {
+        let count = &figures["count"];
+        assert!(
+            html.contains(&format!("id=\"count-{step}\">{count}</td>")),
+            "{step}"
+        );
+    }
+    // One histogram per step and one chart over time.
+    let steps = json["steps"].as_object().unwrap().len();
+    assert_eq!(steps, 4);
+    assert_eq!(html.matches("<svg").count(), steps + 1);
+    assert!(html.contains(&url), "parameters name the URL");
+    assert!(!html.contains("<script") && !html.contains("<link") && !html.contains("src="));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_unwritable_report_path_fails_before_any_load_with_a_message() {
+    let dir = scratch("signal-unwritable");
+    let file = dir.join("plain-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    for target in [file.join("r.html"), dir.clone()] {
+        let out = loadtest(&[
+            "signal",
+            "--urls",
+            "http://127.0.0.1:9",
+            "--rooms",
+            "1",
+            "--rounds",
+            "1",
+            "--report",
+            target.to_str().unwrap(),
+        ])
+        .await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains("cannot write report"), "{stderr}");
+        assert!(stderr.contains(target.to_str().unwrap()), "{stderr}");
+        assert!(out.stdout.is_empty(), "no run happened");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+async fn loadtest(args: &[&str]) -> std::process::Output {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(args)
+        .env_remove("LOADTEST_REPORT")
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("loadtest ends within a minute")
+        .unwrap()
+}
+
+/// A fresh directory for this test's files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("loadtest-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn series(timeline: &Value, name: &str) -> Vec<u64> {
+    timeline[name]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name} in {timeline}"))
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
+
+fn sum(counts: Option<&[u64]>) -> u64 {
+    counts.unwrap().iter().sum()
 }

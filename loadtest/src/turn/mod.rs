@@ -4,21 +4,30 @@
 //!
 //! Both clients of a pair live in this process, so one-way latency is measured exactly with one
 //! monotonic clock: each packet carries its sequence number and send time.
+//!
+//! `client.rs` is the TURN client (allocate, authenticate, bind); `live.rs` the counters the
+//! run updates as it goes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use common::turn_auth::{SharedSecret, mint};
 use serde_json::{Value, json};
 use tokio::net::UdpSocket;
-use turn_server::proto::{
-    AttrType, Attribute, ChannelNumber, Class, Message, MessageBuilder, Method, PROTOCOL_UDP,
-    TransactionId, long_term_key,
-};
+use turn_server::proto::{Attribute, ChannelNumber, Method};
 
 use crate::stats::{Latency, Tally};
+use crate::timeline::Timeline;
+
+mod client;
+mod live;
+
+use client::{Source, TurnClient};
+pub use live::{Live, Traffic};
+
+/// How long receivers keep listening after the senders stop.
+const DRAIN: Duration = Duration::from_millis(500);
 
 /// Where allocations get their TURN REST credentials.
 #[derive(Debug, Clone)]
@@ -27,63 +36,6 @@ pub enum CredentialSource {
     Secret(String),
     /// Fetched per allocation from a signal-server `/turn-credentials` URL, as apps do.
     Url(String),
-}
-
-/// A ready credential source.
-enum Source {
-    Secret(SharedSecret),
-    Url(reqwest::Client, String),
-}
-
-impl Source {
-    fn new(from: &CredentialSource) -> Result<Self, String> {
-        match from {
-            CredentialSource::Secret(s) => SharedSecret::new(s.clone())
-                .map(Self::Secret)
-                .map_err(|_| "empty_secret".to_owned()),
-            CredentialSource::Url(url) => Ok(Self::Url(reqwest::Client::new(), url.clone())),
-        }
-    }
-
-    /// A username and password for one allocation.
-    async fn credential(&self, timeout: Duration) -> Result<(String, String), String> {
-        match self {
-            Self::Secret(secret) => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs();
-                let cred = mint(secret, Some("loadtest"), Duration::from_secs(3600), now)
-                    .map_err(|e| e.to_string())?;
-                Ok((cred.username, cred.credential))
-            }
-            Self::Url(http, url) => {
-                let response = http
-                    .get(url)
-                    .timeout(timeout)
-                    .send()
-                    .await
-                    .map_err(|_| "credentials_http".to_owned())?;
-                if !response.status().is_success() {
-                    return Err(format!("credentials_{}", response.status().as_u16()));
-                }
-                let body: Value = response
-                    .json()
-                    .await
-                    .map_err(|_| "credentials_body".to_owned())?;
-                let servers = body["iceServers"].as_array().cloned().unwrap_or_default();
-                servers
-                    .iter()
-                    .find_map(|s| {
-                        Some((
-                            s["username"].as_str()?.to_owned(),
-                            s["credential"].as_str()?.to_owned(),
-                        ))
-                    })
-                    .ok_or_else(|| "credentials_missing".to_owned())
-            }
-        }
-    }
 }
 
 /// What to run.
@@ -110,6 +62,10 @@ pub struct Report {
     pub elapsed: Duration,
     pub jitter_ms: f64,
     pub ready_pairs: usize,
+    /// Per second of the sending phase: `sent` (by send time), `received` and
+    /// `bytes_received` (by arrival time) and `lost` (packets sent in that second that never
+    /// arrived); each sums to its total.
+    pub timeline: Timeline,
 }
 
 impl Report {
@@ -151,6 +107,7 @@ impl Report {
             "jitter_ms": self.jitter_ms,
             "steps": steps,
             "errors": self.tally.errors,
+            "timeline": self.timeline.to_json(),
         })
     }
 
@@ -179,148 +136,14 @@ impl Report {
     }
 }
 
-/// Counters shared by every receiving task.
-#[derive(Default)]
-struct Totals {
-    sent: AtomicU64,
-    received: AtomicU64,
-    bytes: AtomicU64,
-}
-
-/// One TURN client with its allocation.
-struct TurnClient {
-    socket: Arc<UdpSocket>,
-    server: SocketAddr,
-    username: String,
-    realm: String,
-    nonce: String,
-    key: [u8; 16],
-    password: String,
-    relay: SocketAddr,
-    txn: u64,
-}
-
-impl TurnClient {
-    async fn connect(
-        server: SocketAddr,
-        source: &Source,
-        timeout: Duration,
-    ) -> Result<Self, String> {
-        let bind: SocketAddr = if server.is_ipv4() {
-            "0.0.0.0:0"
-        } else {
-            "[::]:0"
-        }
-        .parse()
-        .expect("valid");
-        let socket = UdpSocket::bind(bind).await.map_err(|_| "bind".to_owned())?;
-        let (username, password) = source.credential(timeout).await?;
-        let mut client = Self {
-            socket: Arc::new(socket),
-            server,
-            username,
-            realm: String::new(),
-            nonce: String::new(),
-            key: [0; 16],
-            password,
-            relay: server,
-            txn: rand::random(),
-        };
-        let resp = client
-            .request(
-                Method::ALLOCATE,
-                &[Attribute::RequestedTransport(PROTOCOL_UDP)],
-                timeout,
-            )
-            .await?;
-        let msg = Message::decode(&resp).map_err(|_| "allocate_bad_response".to_owned())?;
-        client.relay = match msg.attribute(AttrType::XOR_RELAYED_ADDRESS) {
-            Some(Ok(Attribute::XorRelayedAddress(a))) => a,
-            _ => return Err("allocate_no_relay".into()),
-        };
-        Ok(client)
-    }
-
-    /// An authenticated request; a 401/438 challenge is answered once with its realm and nonce.
-    async fn request(
-        &mut self,
-        method: Method,
-        attrs: &[Attribute<'_>],
-        timeout: Duration,
-    ) -> Result<Vec<u8>, String> {
-        for _ in 0..3 {
-            self.txn = self.txn.wrapping_add(1);
-            let mut id = [0u8; 12];
-            id[4..].copy_from_slice(&self.txn.to_be_bytes());
-            let txn = TransactionId(id);
-            let mut out = Vec::with_capacity(256);
-            let mut b = MessageBuilder::new(&mut out, Class::Request, method, txn);
-            for a in attrs {
-                b.add(a);
-            }
-            if !self.nonce.is_empty() {
-                b.add(&Attribute::Username(&self.username))
-                    .add(&Attribute::Realm(&self.realm))
-                    .add(&Attribute::Nonce(&self.nonce))
-                    .message_integrity(&self.key);
-            }
-            b.fingerprint();
-            b.finish().map_err(|_| "encode".to_owned())?;
-            self.socket
-                .send_to(&out, self.server)
-                .await
-                .map_err(|_| "send".to_owned())?;
-            let resp = self.response(txn, timeout).await?;
-            let msg = Message::decode(&resp).map_err(|_| "bad_response".to_owned())?;
-            if msg.class() == Class::Success {
-                return Ok(resp);
-            }
-            let code = match msg.attribute(AttrType::ERROR_CODE) {
-                Some(Ok(Attribute::ErrorCode(e))) => e.code,
-                _ => 0,
-            };
-            if matches!(code, 401 | 438) {
-                if let Some(Ok(Attribute::Realm(r))) = msg.attribute(AttrType::REALM) {
-                    self.realm = r.to_owned();
-                }
-                if let Some(Ok(Attribute::Nonce(n))) = msg.attribute(AttrType::NONCE) {
-                    self.nonce = n.to_owned();
-                }
-                self.key = long_term_key(&self.username, &self.realm, &self.password);
-                continue;
-            }
-            return Err(format!("{}_{code}", method_name(method)));
-        }
-        Err(format!("{}_auth", method_name(method)))
-    }
-
-    async fn response(&self, txn: TransactionId, timeout: Duration) -> Result<Vec<u8>, String> {
-        let mut buf = vec![0u8; 2048];
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let (n, _) = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf))
-                .await
-                .map_err(|_| "timeout".to_owned())?
-                .map_err(|_| "recv".to_owned())?;
-            if Message::decode(&buf[..n]).is_ok_and(|m| m.transaction_id() == txn) {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-        }
-    }
-}
-
-fn method_name(method: Method) -> &'static str {
-    match method {
-        Method::ALLOCATE => "allocate",
-        Method::CHANNEL_BIND => "channel_bind",
-        Method::REFRESH => "refresh",
-        _ => "request",
-    }
-}
-
 /// Runs the scenario; bounded by `duration` plus setup and drain timeouts.
 pub async fn run(options: Options) -> Report {
+    let live = Arc::new(Live::new(&options));
+    run_with(options, live).await
+}
+
+/// [`run`], updating `live` (made for these options) as it goes.
+pub async fn run_with(options: Options, live: Arc<Live>) -> Report {
     let source = match Source::new(&options.credentials) {
         Ok(s) => s,
         Err(kind) => {
@@ -335,6 +158,7 @@ pub async fn run(options: Options) -> Report {
                 elapsed: Duration::ZERO,
                 jitter_ms: 0.0,
                 ready_pairs: 0,
+                timeline: Traffic::new(Instant::now(), Duration::ZERO).timeline(Duration::ZERO),
             };
         }
     };
@@ -343,12 +167,18 @@ pub async fn run(options: Options) -> Report {
     for _ in 0..options.pairs {
         match setup_pair(&options, &source, &mut tally).await {
             Ok(pair) => pairs.push(pair),
-            Err(kind) => tally.error(kind),
+            Err(kind) => {
+                tally.error(kind);
+                live.setup_errors.fetch_add(1, Ordering::Relaxed);
+            }
         }
+        live.set_up.fetch_add(1, Ordering::Relaxed);
     }
     let ready_pairs = pairs.len();
-    let totals = Arc::new(Totals::default());
     let started = Instant::now();
+    let traffic = Arc::new(Traffic::new(started, options.duration + DRAIN));
+    // Set once here, so it cannot already hold a value.
+    let _ = live.traffic.set(Arc::clone(&traffic));
     let until = started + options.duration;
     let mut tasks = Vec::new();
     for (a, b) in &pairs {
@@ -358,12 +188,12 @@ pub async fn run(options: Options) -> Report {
                 from.server,
                 options.clone(),
                 until,
-                Arc::clone(&totals),
+                Arc::clone(&traffic),
             )));
             tasks.push(tokio::spawn(receive_loop(
                 Arc::clone(&to.socket),
-                until + Duration::from_millis(500),
-                Arc::clone(&totals),
+                until + DRAIN,
+                Arc::clone(&traffic),
             )));
         }
     }
@@ -392,9 +222,10 @@ pub async fn run(options: Options) -> Report {
         }
     }
     Report {
-        sent: totals.sent.load(Ordering::Relaxed),
-        received: totals.received.load(Ordering::Relaxed),
-        bytes_received: totals.bytes.load(Ordering::Relaxed),
+        sent: traffic.sent.total(),
+        received: traffic.received.total(),
+        bytes_received: traffic.bytes.total(),
+        timeline: traffic.timeline(elapsed),
         options,
         tally,
         elapsed,
@@ -444,7 +275,7 @@ async fn send_loop(
     server: SocketAddr,
     o: Options,
     until: Instant,
-    totals: Arc<Totals>,
+    traffic: Arc<Traffic>,
 ) -> Option<(Latency, f64, u64)> {
     let size = o.size.max(32);
     let mut frame = vec![0u8; 4 + size];
@@ -452,15 +283,18 @@ async fn send_loop(
     let period = Duration::from_secs_f64(1.0 / o.rate.max(1) as f64);
     let mut next = tokio::time::Instant::now();
     let base = Instant::now();
+    let id = base_id(&base);
     let mut seq = 0u64;
     while Instant::now() < until {
         seq += 1;
         let sent_at = base.elapsed().as_nanos() as u64;
         frame[4..12].copy_from_slice(&seq.to_be_bytes());
         frame[12..20].copy_from_slice(&sent_at.to_be_bytes());
-        frame[20..28].copy_from_slice(&(base_id(&base)).to_be_bytes());
+        frame[20..28].copy_from_slice(&id.to_be_bytes());
         if socket.send_to(&frame, server).await.is_ok() {
-            totals.sent.fetch_add(1, Ordering::Relaxed);
+            // The receiver buckets by the same stamp, so per-second loss is exact.
+            let stamp = stamp_instant(id, sent_at).unwrap_or(until);
+            traffic.sent.add(stamp, 1);
         }
         next += period;
         tokio::time::sleep_until(next).await;
@@ -475,11 +309,16 @@ fn base_id(base: &Instant) -> u64 {
 
 static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
+/// The send time a packet carries, as an `Instant`; `None` for a stamp out of range.
+fn stamp_instant(sender_base: u64, sent_at: u64) -> Option<Instant> {
+    EPOCH.checked_add(Duration::from_nanos(sender_base.checked_add(sent_at)?))
+}
+
 /// Receives ChannelData frames until `until`; returns latency, summed jitter and its sample count.
 async fn receive_loop(
     socket: Arc<UdpSocket>,
     until: Instant,
-    totals: Arc<Totals>,
+    traffic: Arc<Traffic>,
 ) -> Option<(Latency, f64, u64)> {
     let mut latency = Latency::default();
     let mut buf = vec![0u8; 65536];
@@ -496,8 +335,9 @@ async fn receive_loop(
         }
         let sent_at = u64::from_be_bytes(buf[12..20].try_into().expect("8 bytes"));
         let sender_base = u64::from_be_bytes(buf[20..28].try_into().expect("8 bytes"));
-        let now = Instant::now().duration_since(*EPOCH).as_nanos() as u64;
-        let one_way = now.saturating_sub(sender_base + sent_at);
+        let arrived = Instant::now();
+        let now = arrived.duration_since(*EPOCH).as_nanos() as u64;
+        let one_way = now.saturating_sub(sender_base.saturating_add(sent_at));
         let d = Duration::from_nanos(one_way);
         latency.record(d);
         let ms = d.as_secs_f64() * 1000.0;
@@ -506,8 +346,10 @@ async fn receive_loop(
             samples += 1;
         }
         last = Some(ms);
-        totals.received.fetch_add(1, Ordering::Relaxed);
-        totals.bytes.fetch_add((n - 4) as u64, Ordering::Relaxed);
+        traffic.received.add(arrived, 1);
+        traffic.bytes.add(arrived, (n - 4) as u64);
+        let stamp = stamp_instant(sender_base, sent_at).unwrap_or(arrived);
+        traffic.delivered_by_send.add(stamp, 1);
     }
     Some((latency, jitter, samples))
 }

@@ -4,17 +4,23 @@
 //! next replica; then for each round A puts an offer, B is notified and puts an answer, A is
 //! notified. `notify` is the time from starting a put to the other peer's watcher seeing it.
 //! Every loop is bounded by `--rounds` and `--max-duration`.
+//!
+//! `live.rs` holds the counters the run updates as it goes; `watch.rs` the watchers.
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::stats::Tally;
+use crate::timeline::Timeline;
+
+mod live;
+mod watch;
+
+pub use live::Live;
+use watch::Watch;
 
 /// How watchers receive changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +76,9 @@ pub struct Report {
     pub elapsed: Duration,
     /// Rooms that finished every round.
     pub completed_rooms: usize,
+    /// Per second: `completed_rooms`, `rounds` (offer/answer rounds done) and `errors`
+    /// (failed rooms), each summing to its total.
+    pub timeline: Timeline,
 }
 
 impl Report {
@@ -100,6 +109,7 @@ impl Report {
             "puts_per_s": self.puts_per_second(),
             "steps": steps,
             "errors": self.tally.errors,
+            "timeline": self.timeline.to_json(),
         })
     }
 
@@ -132,31 +142,44 @@ impl Report {
 
 /// Runs the scenario; never longer than `max_duration` plus one step timeout.
 pub async fn run(options: Options) -> Report {
+    let live = Arc::new(Live::new(&options));
+    run_with(options, live).await
+}
+
+/// [`run`], updating `live` (made for these options) as it goes.
+pub async fn run_with(options: Options, live: Arc<Live>) -> Report {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(options.rooms * 2 + 16)
         .timeout(options.step_timeout)
         .build()
         .expect("HTTP client");
-    let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + options.max_duration;
+    let started = live.started();
+    let deadline = tokio::time::Instant::from_std(started) + options.max_duration;
     let shared = Arc::new(options.clone());
     let mut tasks = Vec::with_capacity(options.rooms);
     for i in 0..options.rooms {
-        let (http, opts) = (http.clone(), Arc::clone(&shared));
+        let (http, opts, live) = (http.clone(), Arc::clone(&shared), Arc::clone(&live));
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
-            let ok =
-                match tokio::time::timeout_at(deadline, pair(i, &http, &opts, &mut tally)).await {
-                    Ok(Ok(())) => true,
-                    Ok(Err(kind)) => {
-                        tally.error(kind);
-                        false
-                    }
-                    Err(_) => {
-                        tally.error("max_duration");
-                        false
-                    }
-                };
+            let outcome =
+                tokio::time::timeout_at(deadline, pair(i, &http, &opts, &mut tally, &live)).await;
+            let ok = match outcome {
+                Ok(Ok(())) => true,
+                Ok(Err(kind)) => {
+                    tally.error(kind);
+                    false
+                }
+                Err(_) => {
+                    tally.error("max_duration");
+                    false
+                }
+            };
+            let counter = if ok {
+                &live.completed_rooms
+            } else {
+                &live.errors
+            };
+            counter.add(Instant::now(), 1);
             (tally, ok)
         }));
     }
@@ -168,14 +191,19 @@ pub async fn run(options: Options) -> Report {
                 tally.merge(&t);
                 completed_rooms += usize::from(ok);
             }
-            Err(_) => tally.error("task_panicked"),
+            Err(_) => {
+                tally.error("task_panicked");
+                live.errors.add(Instant::now(), 1);
+            }
         }
     }
+    let elapsed = started.elapsed();
     Report {
         options,
         tally,
-        elapsed: started.elapsed(),
+        elapsed,
         completed_rooms,
+        timeline: live.timeline(elapsed),
     }
 }
 
@@ -185,6 +213,7 @@ async fn pair(
     http: &reqwest::Client,
     o: &Options,
     tally: &mut Tally,
+    live: &Live,
 ) -> Result<(), String> {
     let url_a = &o.urls[i % o.urls.len()];
     let url_b = &o.urls[(i + 1) % o.urls.len()];
@@ -204,6 +233,8 @@ async fn pair(
 
     let mut next_round = tokio::time::Instant::now();
     for _ in 0..o.rounds {
+        // Set by each direction below; the answer's notification ends the round.
+        let mut notified = t;
         for (writer, slot, watcher) in [
             (url_a, "offer", &mut watch_b),
             (url_b, "answer", &mut watch_a),
@@ -212,8 +243,10 @@ async fn pair(
             let version = put(http, writer, &code, slot, body.clone()).await?;
             tally.record("put", t.elapsed());
             watcher.until_version(version, o.step_timeout).await?;
-            tally.record("notify", t.elapsed());
+            notified = Instant::now();
+            tally.record("notify", notified - t);
         }
+        live.rounds.add(notified, 1);
         if !period.is_zero() {
             next_round += period;
             tokio::time::sleep_until(next_round).await;
@@ -241,7 +274,7 @@ fn pacing_period(o: &Options) -> Duration {
     Duration::from_secs_f64(o.rooms as f64 * 2.0 / o.rate)
 }
 
-fn http_error(step: &str, e: &reqwest::Error) -> String {
+pub(super) fn http_error(step: &str, e: &reqwest::Error) -> String {
     if e.is_timeout() {
         format!("{step}_timeout")
     } else if e.is_connect() {
@@ -288,145 +321,4 @@ async fn put(
     body["version"]
         .as_u64()
         .ok_or_else(|| "put_body".to_owned())
-}
-
-type SseStream =
-    std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
-type WsStream =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// One peer's watch of the other's slot.
-enum Watch {
-    Sse {
-        stream: SseStream,
-        buf: String,
-    },
-    Ws(Box<WsStream>),
-    Poll {
-        http: reqwest::Client,
-        url: String,
-        after: u64,
-    },
-}
-
-impl Watch {
-    async fn open(
-        http: &reqwest::Client,
-        base: &str,
-        code: &str,
-        slot: &str,
-        transport: Transport,
-        step_timeout: Duration,
-    ) -> Result<Self, String> {
-        let mut watch = match transport {
-            Transport::Sse => {
-                // No overall timeout on a stream: only the wait for each event is bounded.
-                let client = reqwest::Client::new();
-                let r = client
-                    .get(format!("{base}/v1/rooms/{code}/events?slot={slot}"))
-                    .send()
-                    .await
-                    .map_err(|e| http_error("watch", &e))?;
-                if r.status() != 200 {
-                    return Err(format!("watch_{}", r.status().as_u16()));
-                }
-                Self::Sse {
-                    stream: Box::pin(r.bytes_stream()),
-                    buf: String::new(),
-                }
-            }
-            Transport::WebSocket => {
-                let url =
-                    format!("{base}/v1/rooms/{code}/ws?slot={slot}").replacen("http", "ws", 1);
-                let (ws, _) = tokio_tungstenite::connect_async(url)
-                    .await
-                    .map_err(|_| "watch_ws_connect".to_owned())?;
-                Self::Ws(Box::new(ws))
-            }
-            Transport::LongPoll => {
-                return Ok(Self::Poll {
-                    http: http.clone(),
-                    url: format!("{base}/v1/rooms/{code}/changes?slot={slot}&wait=30"),
-                    after: 0,
-                });
-            }
-        };
-        let ready = watch.next_event(step_timeout).await?;
-        if ready["type"] != "ready" {
-            return Err("watch_no_ready".into());
-        }
-        Ok(watch)
-    }
-
-    /// Waits until a change at `version` or later arrives.
-    async fn until_version(&mut self, version: u64, step_timeout: Duration) -> Result<(), String> {
-        loop {
-            let event = self.next_event(step_timeout).await?;
-            match event["type"].as_str() {
-                Some("change") if event["version"].as_u64() >= Some(version) => return Ok(()),
-                Some("change" | "ready" | "resync") => continue,
-                Some(other) => return Err(format!("watch_{other}")),
-                None => return Err("watch_bad_event".into()),
-            }
-        }
-    }
-
-    async fn next_event(&mut self, step_timeout: Duration) -> Result<Value, String> {
-        match self {
-            Self::Sse { stream, buf } => timeout(step_timeout, next_sse(stream, buf))
-                .await
-                .map_err(|_| "notify_timeout".to_owned())?,
-            Self::Ws(ws) => loop {
-                let msg = timeout(step_timeout, ws.next())
-                    .await
-                    .map_err(|_| "notify_timeout".to_owned())?;
-                match msg {
-                    Some(Ok(Message::Text(t))) => {
-                        return serde_json::from_str(&t).map_err(|_| "watch_bad_event".to_owned());
-                    }
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                        return Err("watch_closed".into());
-                    }
-                    Some(Ok(_)) => {}
-                }
-            },
-            Self::Poll { http, url, after } => loop {
-                let r = http
-                    .get(format!("{url}&after={after}"))
-                    .timeout(Duration::from_secs(35))
-                    .send()
-                    .await
-                    .map_err(|e| http_error("poll", &e))?;
-                if r.status() != 200 {
-                    return Err(format!("poll_{}", r.status().as_u16()));
-                }
-                let body: Value = r.json().await.map_err(|_| "poll_body".to_owned())?;
-                *after = body["version"].as_u64().unwrap_or(*after);
-                if let Some(last) = body["events"].as_array().and_then(|e| e.last()) {
-                    return Ok(last.clone());
-                }
-            },
-        }
-    }
-}
-
-async fn next_sse(stream: &mut SseStream, buf: &mut String) -> Result<Value, String> {
-    loop {
-        if let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let data: String = block
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(str::trim)
-                .collect();
-            if data.is_empty() {
-                continue;
-            }
-            return serde_json::from_str(&data).map_err(|_| "watch_bad_event".to_owned());
-        }
-        match stream.next().await {
-            Some(Ok(chunk)) => buf.push_str(&String::from_utf8_lossy(&chunk)),
-            _ => return Err("watch_closed".into()),
-        }
-    }
 }

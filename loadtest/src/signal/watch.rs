@@ -1,0 +1,155 @@
+//! A peer's watch of the other's slot over SSE, WebSocket or long-poll.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{Transport, http_error};
+
+type SseStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One peer's watch of the other's slot.
+pub(super) enum Watch {
+    Sse {
+        stream: SseStream,
+        buf: String,
+    },
+    Ws(Box<WsStream>),
+    Poll {
+        http: reqwest::Client,
+        url: String,
+        after: u64,
+    },
+}
+
+impl Watch {
+    pub(super) async fn open(
+        http: &reqwest::Client,
+        base: &str,
+        code: &str,
+        slot: &str,
+        transport: Transport,
+        step_timeout: Duration,
+    ) -> Result<Self, String> {
+        let mut watch = match transport {
+            Transport::Sse => {
+                // No overall timeout on a stream: only the wait for each event is bounded.
+                let client = reqwest::Client::new();
+                let r = client
+                    .get(format!("{base}/v1/rooms/{code}/events?slot={slot}"))
+                    .send()
+                    .await
+                    .map_err(|e| http_error("watch", &e))?;
+                if r.status() != 200 {
+                    return Err(format!("watch_{}", r.status().as_u16()));
+                }
+                Self::Sse {
+                    stream: Box::pin(r.bytes_stream()),
+                    buf: String::new(),
+                }
+            }
+            Transport::WebSocket => {
+                let url =
+                    format!("{base}/v1/rooms/{code}/ws?slot={slot}").replacen("http", "ws", 1);
+                let (ws, _) = tokio_tungstenite::connect_async(url)
+                    .await
+                    .map_err(|_| "watch_ws_connect".to_owned())?;
+                Self::Ws(Box::new(ws))
+            }
+            Transport::LongPoll => {
+                return Ok(Self::Poll {
+                    http: http.clone(),
+                    url: format!("{base}/v1/rooms/{code}/changes?slot={slot}&wait=30"),
+                    after: 0,
+                });
+            }
+        };
+        let ready = watch.next_event(step_timeout).await?;
+        if ready["type"] != "ready" {
+            return Err("watch_no_ready".into());
+        }
+        Ok(watch)
+    }
+
+    /// Waits until a change at `version` or later arrives.
+    pub(super) async fn until_version(
+        &mut self,
+        version: u64,
+        step_timeout: Duration,
+    ) -> Result<(), String> {
+        loop {
+            let event = self.next_event(step_timeout).await?;
+            match event["type"].as_str() {
+                Some("change") if event["version"].as_u64() >= Some(version) => return Ok(()),
+                Some("change" | "ready" | "resync") => continue,
+                Some(other) => return Err(format!("watch_{other}")),
+                None => return Err("watch_bad_event".into()),
+            }
+        }
+    }
+
+    async fn next_event(&mut self, step_timeout: Duration) -> Result<Value, String> {
+        match self {
+            Self::Sse { stream, buf } => timeout(step_timeout, next_sse(stream, buf))
+                .await
+                .map_err(|_| "notify_timeout".to_owned())?,
+            Self::Ws(ws) => loop {
+                let msg = timeout(step_timeout, ws.next())
+                    .await
+                    .map_err(|_| "notify_timeout".to_owned())?;
+                match msg {
+                    Some(Ok(Message::Text(t))) => {
+                        return serde_json::from_str(&t).map_err(|_| "watch_bad_event".to_owned());
+                    }
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                        return Err("watch_closed".into());
+                    }
+                    Some(Ok(_)) => {}
+                }
+            },
+            Self::Poll { http, url, after } => loop {
+                let r = http
+                    .get(format!("{url}&after={after}"))
+                    .timeout(Duration::from_secs(35))
+                    .send()
+                    .await
+                    .map_err(|e| http_error("poll", &e))?;
+                if r.status() != 200 {
+                    return Err(format!("poll_{}", r.status().as_u16()));
+                }
+                let body: Value = r.json().await.map_err(|_| "poll_body".to_owned())?;
+                *after = body["version"].as_u64().unwrap_or(*after);
+                if let Some(last) = body["events"].as_array().and_then(|e| e.last()) {
+                    return Ok(last.clone());
+                }
+            },
+        }
+    }
+}
+
+async fn next_sse(stream: &mut SseStream, buf: &mut String) -> Result<Value, String> {
+    loop {
+        if let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let data: String = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+                .collect();
+            if data.is_empty() {
+                continue;
+            }
+            return serde_json::from_str(&data).map_err(|_| "watch_bad_event".to_owned());
+        }
+        match stream.next().await {
+            Some(Ok(chunk)) => buf.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => return Err("watch_closed".into()),
+        }
+    }
+}
