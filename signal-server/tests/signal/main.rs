@@ -3,6 +3,7 @@
 
 mod binary;
 mod browser;
+mod bundle;
 mod compat;
 mod peerjs;
 mod pypeer;
