@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`signal`]: room round trips (create, put offer, watch, put answer, notified, delete)
 //!   against one or several signal-server replicas over SSE, WebSocket or long-poll.
-//! - [`turn`]: pairs of TURN allocations relaying to each other through channels.
+//! - [`turn`]: pairs of TURN allocations relaying to each other through channels, clients
+//!   reaching the server over UDP or TCP.
 //! - [`stats`]: latency histograms and error tallies.
 //! - [`timeline`]: per-second counts recorded during a run (one atomic add per event), for
 //!   plots and the JSON `timeline`.

@@ -24,15 +24,18 @@ struct Cli {
 enum Command {
     /// Peer pairs doing the signaling exchange (create, put offer, watch, put answer, notified, delete).
     Signal(SignalArgs),
-    /// Pairs of TURN allocations relaying to each other through channels (UDP).
+    /// Pairs of TURN allocations relaying to each other through channels (clients on UDP or TCP).
     Turn(TurnArgs),
 }
 
 #[derive(Debug, clap::Args)]
 struct TurnArgs {
-    /// TURN server address (host:port; UDP).
+    /// TURN server address (host:port).
     #[arg(long, env = "LOADTEST_TURN_SERVER", default_value = "127.0.0.1:3478")]
     server: std::net::SocketAddr,
+    /// Client-to-server transport: udp, or tcp (one connection per client; relaying stays UDP).
+    #[arg(long, env = "LOADTEST_TURN_TRANSPORT", default_value = "udp")]
+    transport: turn::Transport,
     /// TURN REST shared secret the server accepts (credentials are minted here).
     #[arg(
         long,
@@ -56,9 +59,12 @@ struct TurnArgs {
     /// How long to send.
     #[arg(long, env = "LOADTEST_DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// Limit on one request during set-up.
+    /// Limit on one request (set-up, refreshes, release).
     #[arg(long, env = "LOADTEST_STEP_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     step_timeout: Duration,
+    /// How often each client refreshes its allocation and rebinds its channel while sending.
+    #[arg(long, env = "LOADTEST_TURN_REFRESH", default_value = "4m", value_parser = humantime::parse_duration)]
+    refresh: Duration,
     #[command(flatten)]
     output: Output,
 }
@@ -185,9 +191,13 @@ async fn turn(args: TurnArgs) -> anyhow::Result<bool> {
     if args.pairs == 0 || args.rate == 0 || args.duration > Duration::from_secs(3600) {
         bail!("--pairs and --rate must be positive and --duration at most 1h");
     }
+    if args.refresh < Duration::from_millis(100) || args.refresh > Duration::from_secs(240) {
+        bail!("--refresh must be between 100ms and 4m (permissions last 5 minutes)");
+    }
     let file = args.output.prepare()?;
     let options = turn::Options {
         server: args.server,
+        transport: args.transport,
         credentials: match (args.secret, args.credentials_url) {
             (_, Some(url)) => turn::CredentialSource::Url(url),
             (Some(secret), None) => turn::CredentialSource::Secret(secret),
@@ -198,6 +208,7 @@ async fn turn(args: TurnArgs) -> anyhow::Result<bool> {
         size: args.size.clamp(32, 65_000),
         duration: args.duration,
         step_timeout: args.step_timeout,
+        refresh: args.refresh,
     };
     let live = Arc::new(turn::Live::new(&options));
     let progress = Progress::turn(!args.output.no_progress, Arc::clone(&live));

@@ -156,12 +156,14 @@ mod tests {
     async fn off_means_no_ticker() {
         let live = Arc::new(turn::Live::new(&turn::Options {
             server: "127.0.0.1:9".parse().unwrap(),
+            transport: turn::Transport::Udp,
             credentials: turn::CredentialSource::Secret("s".into()),
             pairs: 1,
             rate: 1,
             size: 32,
             duration: Duration::from_secs(1),
             step_timeout: Duration::from_secs(1),
+            refresh: Duration::from_secs(240),
         }));
         let p = Progress::turn(false, live);
         assert!(p.is_hidden());

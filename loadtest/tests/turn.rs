@@ -1,25 +1,40 @@
-//! `loadtest turn` end to end against our turn-server on loopback: every figure in the report is
-//! consistent with what was sent, and the JSON, the HTML report and the time series agree.
+//! `loadtest turn` end to end against our turn-server on loopback, over UDP and TCP, and against
+//! coturn's `turnserver` (installed by `scripts/test`): every figure in the report is consistent
+//! with what was sent, and the JSON, the HTML report and the time series agree.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::Duration;
 
-use loadtest::turn::{CredentialSource, Options, run};
+use loadtest::turn::{CredentialSource, Options, Report, Transport, run};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use turn_server::config::Config;
 
-/// Our turn-server on loopback, accepting `load-secret` and relaying within 127.0.0.0/8.
-async fn turn_server() -> (
-    SocketAddr,
-    CancellationToken,
-    JoinHandle<Result<(), turn_server::RunError>>,
-) {
+/// Our turn-server on loopback (UDP and TCP listeners), accepting `load-secret` and relaying
+/// within 127.0.0.0/8.
+struct TurnServer {
+    udp: SocketAddr,
+    tcp: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), turn_server::RunError>>,
+}
+
+impl TurnServer {
+    fn stop(self) {
+        self.shutdown.cancel();
+        self.task.abort();
+    }
+}
+
+async fn turn_server() -> TurnServer {
     let config = Config::from_args([
         "turn-server",
         "--listen-udp",
+        "127.0.0.1:0",
+        "--listen-tcp",
         "127.0.0.1:0",
         "--http-listen",
         "127.0.0.1:0",
@@ -32,43 +47,79 @@ async fn turn_server() -> (
     ])
     .unwrap();
     let listeners = turn_server::Listeners::bind(&config).await.unwrap();
-    let server = listeners.udp[0].local_addr().unwrap();
+    let udp = listeners.udp[0].local_addr().unwrap();
+    let tcp = listeners.tcp[0].local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(turn_server::run(config, listeners, shutdown.clone()));
-    (server, shutdown, task)
+    TurnServer {
+        udp,
+        tcp,
+        shutdown,
+        task,
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relays_between_allocation_pairs_and_reports_what_arrived() {
-    let (server, shutdown, task) = turn_server().await;
-
-    let report = run(Options {
+/// A small run: 2 pairs, 100 packets/s per client of 64 bytes for 1 s, no refresh.
+fn options(server: SocketAddr, transport: Transport, secret: &str) -> Options {
+    Options {
         server,
-        credentials: CredentialSource::Secret("load-secret".into()),
+        transport,
+        credentials: CredentialSource::Secret(secret.into()),
         pairs: 2,
         rate: 100,
         size: 64,
         duration: Duration::from_secs(1),
         step_timeout: Duration::from_secs(5),
-    })
-    .await;
-    assert_eq!(report.ready_pairs, 2, "{}", report.human());
-    assert!(
-        report.sent >= 4 * 90,
-        "4 clients at 100/s for 1 s: {}",
-        report.sent
+        refresh: Duration::from_secs(240),
+    }
+}
+
+/// Every figure of `report` agrees with what was sent: all pairs set up, nothing delivered that
+/// was not sent, every payload whole, loss and the time series adding up, no data-path errors.
+fn assert_consistent(report: &Report) {
+    let o = &report.options;
+    let human = report.human();
+    assert_eq!(report.ready_pairs, o.pairs, "{human}");
+    assert_eq!(
+        report.tally.count("allocate"),
+        2 * o.pairs as u64,
+        "{human}"
     );
-    assert!(report.received <= report.sent);
-    assert!(report.loss() < 0.05, "{}", report.human());
+    assert_eq!(report.tally.count("bind"), 2 * o.pairs as u64, "{human}");
+    assert!(
+        report.received > 0 && report.received <= report.sent,
+        "{human}"
+    );
+    assert_eq!(report.bytes_received, report.received * o.size as u64);
     assert_eq!(report.tally.count("one_way"), report.received);
-    assert_eq!(report.tally.count("allocate"), 4);
-    assert_eq!(report.tally.count("bind"), 4);
-    assert_eq!(report.to_json()["received"], report.received);
     let t = &report.timeline;
     assert_eq!(sum(t.get("sent")), report.sent);
     assert_eq!(sum(t.get("received")), report.received);
     assert_eq!(sum(t.get("bytes_received")), report.bytes_received);
     assert_eq!(sum(t.get("lost")), report.sent - report.received);
+    let json = report.to_json();
+    assert_eq!(json["transport"], o.transport.name());
+    assert_eq!(json["received"], report.received);
+    // A refresh started in the run's last moments may time out on a busy machine; nothing else.
+    assert!(
+        report.tally.errors.keys().all(|k| k == "refresh_timeout"),
+        "{human}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_between_allocation_pairs_and_reports_what_arrived() {
+    let turn = turn_server().await;
+    let server = turn.udp;
+
+    let report = run(options(server, Transport::Udp, "load-secret")).await;
+    assert_consistent(&report);
+    assert!(
+        report.sent >= 4 * 90,
+        "4 clients at 100/s for 1 s: {}",
+        report.sent
+    );
+    assert!(report.loss() < 0.05, "{}", report.human());
 
     // The same with credentials fetched from a real signal-server, as apps get them.
     let turn_url = format!("turn:{server}");
@@ -84,15 +135,13 @@ async fn relays_between_allocation_pairs_and_reports_what_arrived() {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/turn-credentials", listener.local_addr().unwrap());
-    tokio::spawn(signal_server::run(signal, listener, shutdown.clone()));
+    tokio::spawn(signal_server::run(signal, listener, turn.shutdown.clone()));
     let fetched = run(Options {
-        server,
         credentials: CredentialSource::Url(url),
         pairs: 1,
         rate: 50,
-        size: 64,
         duration: Duration::from_millis(500),
-        step_timeout: Duration::from_secs(5),
+        ..options(server, Transport::Udp, "")
     })
     .await;
     assert_eq!(fetched.ready_pairs, 1, "{}", fetched.human());
@@ -100,13 +149,11 @@ async fn relays_between_allocation_pairs_and_reports_what_arrived() {
 
     // A wrong secret fails every allocation, counted by kind.
     let refused = run(Options {
-        server,
-        credentials: CredentialSource::Secret("wrong".into()),
         pairs: 1,
         rate: 10,
-        size: 64,
         duration: Duration::from_millis(100),
         step_timeout: Duration::from_secs(2),
+        ..options(server, Transport::Udp, "wrong")
     })
     .await;
     assert_eq!(refused.ready_pairs, 0);
@@ -116,13 +163,125 @@ async fn relays_between_allocation_pairs_and_reports_what_arrived() {
         "{:?}",
         refused.tally.errors
     );
-    shutdown.cancel();
-    task.abort();
+    turn.stop();
+}
+
+/// The same over TCP: one connection per client, ChannelData padded on the stream (66-byte
+/// payloads need 2 bytes of padding), STUN responses to refreshes picked out of the data stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_over_tcp_with_refreshes_and_reports_what_arrived() {
+    let turn = turn_server().await;
+    let report = run(Options {
+        size: 66,
+        refresh: Duration::from_millis(300),
+        ..options(turn.tcp, Transport::Tcp, "load-secret")
+    })
+    .await;
+    assert_consistent(&report);
+    assert!(report.loss() < 0.05, "{}", report.human());
+    assert!(report.tally.count("refresh") > 0, "{}", report.human());
+    assert!(report.human().contains("over TCP"), "{}", report.human());
+
+    // The CLI takes the transport from its environment variable too.
+    let out = loadtest_env(
+        &[
+            "turn",
+            "--server",
+            &turn.tcp.to_string(),
+            "--secret",
+            "load-secret",
+            "--pairs",
+            "1",
+            "--duration",
+            "300ms",
+            "--json",
+        ],
+        &[("LOADTEST_TURN_TRANSPORT", "tcp")],
+    )
+    .await;
+    turn.stop();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["transport"], "tcp");
+    assert_eq!(json["ready_pairs"], 1);
+}
+
+/// coturn's `turnserver` on loopback ports with a shared secret: UDP and TCP listeners on one
+/// port, loopback peers allowed, nothing else. Killed when dropped.
+async fn coturn(secret: &str) -> (SocketAddr, tokio::process::Child) {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new("turnserver")
+        .args([
+            "-n",
+            "--listening-ip",
+            "127.0.0.1",
+            "--relay-ip",
+            "127.0.0.1",
+        ])
+        .args(["--listening-port", &port.to_string()])
+        .args(["--use-auth-secret", "--static-auth-secret", secret])
+        .args(["--realm", "switchboard", "--allow-loopback-peers"])
+        .args(["--no-cli", "--no-tls", "--no-dtls", "--log-file", "stdout"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("turnserver is installed (scripts/test installs coturn)");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // coturn has no readiness endpoint; its TCP listener answering is the sign.
+    let ready = async {
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), ready)
+        .await
+        .expect("coturn listens within 20 s");
+    (addr, child)
+}
+
+/// Works against another RFC 8656 server: coturn, over UDP and over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_through_coturn_over_udp_and_tcp() {
+    let (server, mut coturn) = coturn("coturn-secret").await;
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let report = run(Options {
+            size: 66,
+            refresh: Duration::from_millis(300),
+            ..options(server, transport, "coturn-secret")
+        })
+        .await;
+        assert_consistent(&report);
+        assert!(report.tally.count("refresh") > 0, "{}", report.human());
+    }
+    let refused = run(Options {
+        pairs: 1,
+        duration: Duration::from_millis(100),
+        ..options(server, Transport::Tcp, "wrong")
+    })
+    .await;
+    assert_eq!(refused.ready_pairs, 0);
+    assert_eq!(
+        refused.tally.errors.get("allocate_auth"),
+        Some(&1),
+        "{:?}",
+        refused.tally.errors
+    );
+    coturn.kill().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_json_html_report_and_time_series_agree() {
-    let (server, shutdown, task) = turn_server().await;
+    let turn = turn_server().await;
+    let server = turn.udp;
     let dir = scratch("turn-report");
     let html_path = dir.join("r.html");
     let out = loadtest(&[
@@ -144,14 +303,14 @@ async fn cli_json_html_report_and_time_series_agree() {
         html_path.to_str().unwrap(),
     ])
     .await;
-    shutdown.cancel();
-    task.abort();
+    turn.stop();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     // stdout is the JSON and nothing else; no progress bar on a non-terminal stderr either.
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!stderr.contains("packets/s"), "{stderr}");
     assert_eq!(json["ready_pairs"], 2);
+    assert_eq!(json["transport"], "udp", "the default");
     let (sent, received) = (
         json["sent"].as_u64().unwrap(),
         json["received"].as_u64().unwrap(),
@@ -172,6 +331,7 @@ async fn cli_json_html_report_and_time_series_agree() {
     assert_eq!(total("lost"), sent - received);
 
     let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains("<th>transport</th><td>udp</td>"));
     for id in ["ready_pairs", "pairs", "sent", "received"] {
         assert!(
             html.contains(&format!("id=\"{id}\">{}</td>", json[id])),
@@ -221,9 +381,18 @@ async fn an_unwritable_report_path_fails_before_any_load_with_a_message() {
 }
 
 async fn loadtest(args: &[&str]) -> std::process::Output {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+    loadtest_env(args, &[]).await
+}
+
+/// The binary with `args`, and of the `LOADTEST_*` environment only `env`.
+async fn loadtest_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"));
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("LOADTEST_")) {
+        cmd.env_remove(name);
+    }
+    let run = cmd
         .args(args)
-        .env_remove("LOADTEST_REPORT")
+        .envs(env.iter().copied())
         .kill_on_drop(true)
         .output();
     tokio::time::timeout(Duration::from_secs(60), run)

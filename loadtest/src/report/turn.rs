@@ -19,6 +19,7 @@ impl Page {
             scenario: "turn",
             parameters: vec![
                 ("server", o.server.to_string()),
+                ("transport", o.transport.name().to_owned()),
                 ("credentials", credentials),
                 ("pairs", o.pairs.to_string()),
                 ("packets per second per client", o.rate.to_string()),
@@ -30,6 +31,10 @@ impl Page {
                 (
                     "step timeout",
                     humantime::format_duration(o.step_timeout).to_string(),
+                ),
+                (
+                    "refresh every",
+                    humantime::format_duration(o.refresh).to_string(),
                 ),
             ],
             summary: vec![
@@ -79,6 +84,7 @@ fn step_title(step: &str) -> String {
     let what = match step {
         "allocate" => "Allocate, the authentication challenge included",
         "bind" => "ChannelBind towards the other relay",
+        "refresh" => "Refresh and ChannelBind renewal while sending, both requests",
         "one_way" => "one-way delay, client → relay → relay → client (one clock, same process)",
         _ => "",
     };

@@ -1,114 +1,83 @@
-//! A TURN client over UDP with its allocation, and where it gets its credentials.
+//! A TURN client with its allocation: authenticated requests over either transport.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::turn_auth::{SharedSecret, mint};
-use serde_json::Value;
-use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use turn_server::proto::{
     AttrType, Attribute, Class, Message, MessageBuilder, Method, PROTOCOL_UDP, TransactionId,
     long_term_key,
 };
 
-use super::CredentialSource;
-
-/// A ready credential source.
-pub(super) enum Source {
-    Secret(SharedSecret),
-    Url(reqwest::Client, String),
-}
-
-impl Source {
-    pub(super) fn new(from: &CredentialSource) -> Result<Self, String> {
-        match from {
-            CredentialSource::Secret(s) => SharedSecret::new(s.clone())
-                .map(Self::Secret)
-                .map_err(|_| "empty_secret".to_owned()),
-            CredentialSource::Url(url) => Ok(Self::Url(reqwest::Client::new(), url.clone())),
-        }
-    }
-
-    /// A username and password for one allocation.
-    async fn credential(&self, timeout: Duration) -> Result<(String, String), String> {
-        match self {
-            Self::Secret(secret) => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs();
-                let cred = mint(secret, Some("loadtest"), Duration::from_secs(3600), now)
-                    .map_err(|e| e.to_string())?;
-                Ok((cred.username, cred.credential))
-            }
-            Self::Url(http, url) => {
-                let response = http
-                    .get(url)
-                    .timeout(timeout)
-                    .send()
-                    .await
-                    .map_err(|_| "credentials_http".to_owned())?;
-                if !response.status().is_success() {
-                    return Err(format!("credentials_{}", response.status().as_u16()));
-                }
-                let body: Value = response
-                    .json()
-                    .await
-                    .map_err(|_| "credentials_body".to_owned())?;
-                let servers = body["iceServers"].as_array().cloned().unwrap_or_default();
-                servers
-                    .iter()
-                    .find_map(|s| {
-                        Some((
-                            s["username"].as_str()?.to_owned(),
-                            s["credential"].as_str()?.to_owned(),
-                        ))
-                    })
-                    .ok_or_else(|| "credentials_missing".to_owned())
-            }
-        }
-    }
-}
+use super::Transport;
+use super::conn::{self, Rx, Tx};
+use super::credentials::Source;
 
 /// One TURN client with its allocation.
 pub(super) struct TurnClient {
-    pub(super) socket: Arc<UdpSocket>,
-    pub(super) server: SocketAddr,
+    pub(super) tx: Tx,
+    pub(super) rx: Rx,
+    pub(super) session: Session,
+    pub(super) relay: SocketAddr,
+}
+
+/// Where a request's response comes from.
+pub(super) enum Inbox<'a> {
+    /// Read from the connection itself (set-up and release); ChannelData met there is skipped.
+    Direct(&'a mut Rx),
+    /// STUN messages the receive loop hands over while traffic flows.
+    Forwarded(&'a mut mpsc::Receiver<Vec<u8>>),
+}
+
+impl Inbox<'_> {
+    /// The next STUN message, or an error kind.
+    async fn next(&mut self) -> Result<Vec<u8>, &'static str> {
+        match self {
+            Self::Direct(rx) => loop {
+                let frame = rx.next().await.map_err(|_| "recv")?;
+                if frame.first().is_some_and(|b| b & 0xC0 == 0) {
+                    return Ok(frame.to_vec());
+                }
+            },
+            Self::Forwarded(messages) => messages.recv().await.ok_or("recv"),
+        }
+    }
+}
+
+/// The credentials of one allocation and the long-term authentication state (RFC 8489 §9.2).
+pub(super) struct Session {
     username: String,
+    password: String,
     realm: String,
     nonce: String,
     key: [u8; 16],
-    password: String,
-    pub(super) relay: SocketAddr,
     txn: u64,
 }
 
 impl TurnClient {
+    /// Connects over `transport` and allocates a UDP relay (REQUESTED-TRANSPORT is UDP either
+    /// way). `frame_len` is the largest data frame the client will send.
     pub(super) async fn connect(
+        transport: Transport,
         server: SocketAddr,
         source: &Source,
+        frame_len: usize,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let bind: SocketAddr = if server.is_ipv4() {
-            "0.0.0.0:0"
-        } else {
-            "[::]:0"
-        }
-        .parse()
-        .expect("valid");
-        let socket = UdpSocket::bind(bind).await.map_err(|_| "bind".to_owned())?;
+        let (tx, rx) = conn::open(transport, server, frame_len, timeout).await?;
         let (username, password) = source.credential(timeout).await?;
         let mut client = Self {
-            socket: Arc::new(socket),
-            server,
-            username,
-            realm: String::new(),
-            nonce: String::new(),
-            key: [0; 16],
-            password,
+            tx,
+            rx,
+            session: Session {
+                username,
+                password,
+                realm: String::new(),
+                nonce: String::new(),
+                key: [0; 16],
+                txn: rand::random(),
+            },
             relay: server,
-            txn: rand::random(),
         };
         let resp = client
             .request(
@@ -125,37 +94,48 @@ impl TurnClient {
         Ok(client)
     }
 
-    /// An authenticated request; a 401/438 challenge is answered once with its realm and nonce.
+    /// [`Session::request`] reading responses straight from the connection.
     pub(super) async fn request(
         &mut self,
         method: Method,
         attrs: &[Attribute<'_>],
         timeout: Duration,
     ) -> Result<Vec<u8>, String> {
+        let inbox = &mut Inbox::Direct(&mut self.rx);
+        self.session
+            .request(&self.tx, inbox, method, attrs, timeout)
+            .await
+    }
+}
+
+impl Session {
+    /// An authenticated request; a 401/438 challenge is answered with its realm and nonce (up to
+    /// twice). Each attempt, sending included, has `timeout`. Errors are kinds such as
+    /// `allocate_401`, `refresh_timeout` or `channel_bind_auth`.
+    pub(super) async fn request(
+        &mut self,
+        tx: &Tx,
+        inbox: &mut Inbox<'_>,
+        method: Method,
+        attrs: &[Attribute<'_>],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, String> {
+        let name = method_name(method);
         for _ in 0..3 {
-            self.txn = self.txn.wrapping_add(1);
-            let mut id = [0u8; 12];
-            id[4..].copy_from_slice(&self.txn.to_be_bytes());
-            let txn = TransactionId(id);
-            let mut out = Vec::with_capacity(256);
-            let mut b = MessageBuilder::new(&mut out, Class::Request, method, txn);
-            for a in attrs {
-                b.add(a);
-            }
-            if !self.nonce.is_empty() {
-                b.add(&Attribute::Username(&self.username))
-                    .add(&Attribute::Realm(&self.realm))
-                    .add(&Attribute::Nonce(&self.nonce))
-                    .message_integrity(&self.key);
-            }
-            b.fingerprint();
-            b.finish().map_err(|_| "encode".to_owned())?;
-            self.socket
-                .send_to(&out, self.server)
-                .await
-                .map_err(|_| "send".to_owned())?;
-            let resp = self.response(txn, timeout).await?;
-            let msg = Message::decode(&resp).map_err(|_| "bad_response".to_owned())?;
+            let (txn, out) = self.encode(method, attrs)?;
+            let resp = tokio::time::timeout(timeout, async {
+                tx.send_control(out).await?;
+                loop {
+                    let resp = inbox.next().await?;
+                    if Message::decode(&resp).is_ok_and(|m| m.transaction_id() == txn) {
+                        return Ok(resp);
+                    }
+                }
+            })
+            .await
+            .map_err(|_| format!("{name}_timeout"))?
+            .map_err(|kind: &str| format!("{name}_{kind}"))?;
+            let msg = Message::decode(&resp).map_err(|_| format!("{name}_bad_response"))?;
             if msg.class() == Class::Success {
                 return Ok(resp);
             }
@@ -173,24 +153,35 @@ impl TurnClient {
                 self.key = long_term_key(&self.username, &self.realm, &self.password);
                 continue;
             }
-            return Err(format!("{}_{code}", method_name(method)));
+            return Err(format!("{name}_{code}"));
         }
-        Err(format!("{}_auth", method_name(method)))
+        Err(format!("{name}_auth"))
     }
 
-    async fn response(&self, txn: TransactionId, timeout: Duration) -> Result<Vec<u8>, String> {
-        let mut buf = vec![0u8; 2048];
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let (n, _) = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf))
-                .await
-                .map_err(|_| "timeout".to_owned())?
-                .map_err(|_| "recv".to_owned())?;
-            if Message::decode(&buf[..n]).is_ok_and(|m| m.transaction_id() == txn) {
-                buf.truncate(n);
-                return Ok(buf);
-            }
+    /// A request with a fresh transaction id, authenticated once a nonce is known.
+    fn encode(
+        &mut self,
+        method: Method,
+        attrs: &[Attribute<'_>],
+    ) -> Result<(TransactionId, Vec<u8>), String> {
+        self.txn = self.txn.wrapping_add(1);
+        let mut id = [0u8; 12];
+        id[4..].copy_from_slice(&self.txn.to_be_bytes());
+        let txn = TransactionId(id);
+        let mut out = Vec::with_capacity(256);
+        let mut b = MessageBuilder::new(&mut out, Class::Request, method, txn);
+        for a in attrs {
+            b.add(a);
         }
+        if !self.nonce.is_empty() {
+            b.add(&Attribute::Username(&self.username))
+                .add(&Attribute::Realm(&self.realm))
+                .add(&Attribute::Nonce(&self.nonce))
+                .message_integrity(&self.key);
+        }
+        b.fingerprint();
+        b.finish().map_err(|_| "encode".to_owned())?;
+        Ok((txn, out))
     }
 }
 

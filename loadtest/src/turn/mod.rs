@@ -1,30 +1,38 @@
 //! `loadtest turn`: pairs of TURN allocations relaying to each other through channels, as two
 //! relayed WebRTC peers do (client A -> relay A -> relay B -> client B, and back). Works against
-//! any RFC 8656 server that accepts TURN REST credentials (ours, coturn).
+//! any RFC 8656 server that accepts TURN REST credentials (ours, coturn), with clients talking to
+//! the server over UDP or TCP (the relayed leg is UDP either way).
 //!
 //! Both clients of a pair live in this process, so one-way latency is measured exactly with one
 //! monotonic clock: each packet carries its sequence number and send time.
 //!
-//! `client.rs` is the TURN client (allocate, authenticate, bind); `live.rs` the counters the
-//! run updates as it goes.
+//! `conn.rs` is the transport (UDP datagrams, or frames on a TCP stream); `client.rs` the TURN
+//! client (allocate, authenticate, bind); `credentials.rs` where credentials come from;
+//! `flows.rs` what each client does while traffic flows (send, receive, refresh); `results.rs`
+//! the report; `live.rs` the counters the run updates as it goes.
 
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use tokio::net::UdpSocket;
-use turn_server::proto::{Attribute, ChannelNumber, Method};
+use tokio::sync::mpsc;
+use turn_server::proto::{Attribute, Method};
 
 use crate::stats::{Latency, Tally};
-use crate::timeline::Timeline;
 
 mod client;
+mod conn;
+mod credentials;
+mod flows;
 mod live;
+mod results;
 
-use client::{Source, TurnClient};
+use client::TurnClient;
+use credentials::Source;
 pub use live::{Live, Traffic};
+pub use results::Report;
 
 /// How long receivers keep listening after the senders stop.
 const DRAIN: Duration = Duration::from_millis(500);
@@ -38,10 +46,41 @@ pub enum CredentialSource {
     Url(String),
 }
 
+/// How clients reach the TURN server (RFC 8656 §3.1); relayed traffic is UDP either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// One UDP socket per client.
+    #[default]
+    Udp,
+    /// One TCP connection per client (TCP_NODELAY), ChannelData padded to 4 bytes.
+    Tcp,
+}
+
+impl FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "udp" => Ok(Self::Udp),
+            "tcp" => Ok(Self::Tcp),
+            _ => Err(format!("unknown transport {s:?}: udp or tcp")),
+        }
+    }
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub server: SocketAddr,
+    pub transport: Transport,
     pub credentials: CredentialSource,
     pub pairs: usize,
     /// Packets per second each client sends (both directions run).
@@ -49,91 +88,9 @@ pub struct Options {
     pub size: usize,
     pub duration: Duration,
     pub step_timeout: Duration,
-}
-
-/// The outcome of a run.
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub options: Options,
-    pub tally: Tally,
-    pub sent: u64,
-    pub received: u64,
-    pub bytes_received: u64,
-    pub elapsed: Duration,
-    pub jitter_ms: f64,
-    pub ready_pairs: usize,
-    /// Per second of the sending phase: `sent` (by send time), `received` and
-    /// `bytes_received` (by arrival time) and `lost` (packets sent in that second that never
-    /// arrived); each sums to its total.
-    pub timeline: Timeline,
-}
-
-impl Report {
-    pub fn loss(&self) -> f64 {
-        if self.sent == 0 {
-            return 0.0;
-        }
-        1.0 - self.received as f64 / self.sent as f64
-    }
-
-    pub fn packets_per_second(&self) -> f64 {
-        self.received as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    pub fn mbit_per_second(&self) -> f64 {
-        self.bytes_received as f64 * 8.0 / 1e6 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    pub fn to_json(&self) -> Value {
-        let steps: serde_json::Map<String, Value> = self
-            .tally
-            .steps
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.to_json()))
-            .collect();
-        json!({
-            "scenario": "turn",
-            "server": self.options.server.to_string(),
-            "pairs": self.options.pairs,
-            "ready_pairs": self.ready_pairs,
-            "size": self.options.size,
-            "rate_per_client": self.options.rate,
-            "elapsed_s": self.elapsed.as_secs_f64(),
-            "sent": self.sent,
-            "received": self.received,
-            "loss": self.loss(),
-            "packets_per_s": self.packets_per_second(),
-            "mbit_per_s": self.mbit_per_second(),
-            "jitter_ms": self.jitter_ms,
-            "steps": steps,
-            "errors": self.tally.errors,
-            "timeline": self.timeline.to_json(),
-        })
-    }
-
-    pub fn human(&self) -> String {
-        let mut out = format!(
-            "turn: {} pairs ({} ready) via {}, {} B packets at {}/s per client for {:.1} s\n\
-             sent {} received {} loss {:.3}%  {:.0} packets/s  {:.2} Mbit/s  jitter {:.3} ms\n",
-            self.options.pairs,
-            self.ready_pairs,
-            self.options.server,
-            self.options.size,
-            self.options.rate,
-            self.elapsed.as_secs_f64(),
-            self.sent,
-            self.received,
-            self.loss() * 100.0,
-            self.packets_per_second(),
-            self.mbit_per_second(),
-            self.jitter_ms,
-        );
-        out.push_str(&self.tally.table());
-        for (kind, n) in &self.tally.errors {
-            out.push_str(&format!("error {kind}: {n}\n"));
-        }
-        out
-    }
+    /// How often each client refreshes its allocation and rebinds its channel while sending
+    /// (permissions last 300 s, RFC 8656 §9).
+    pub refresh: Duration,
 }
 
 /// Runs the scenario; bounded by `duration` plus setup and drain timeouts.
@@ -163,10 +120,15 @@ pub async fn run_with(options: Options, live: Arc<Live>) -> Report {
         }
     };
     let mut tally = Tally::default();
-    let mut pairs = Vec::new();
+    // Each client with the relay address of the other client of its pair.
+    let mut clients = Vec::new();
     for _ in 0..options.pairs {
         match setup_pair(&options, &source, &mut tally).await {
-            Ok(pair) => pairs.push(pair),
+            Ok((a, b)) => {
+                let (relay_a, relay_b) = (a.relay, b.relay);
+                clients.push((a, relay_b));
+                clients.push((b, relay_a));
+            }
             Err(kind) => {
                 tally.error(kind);
                 live.setup_errors.fetch_add(1, Ordering::Relaxed);
@@ -174,52 +136,80 @@ pub async fn run_with(options: Options, live: Arc<Live>) -> Report {
         }
         live.set_up.fetch_add(1, Ordering::Relaxed);
     }
-    let ready_pairs = pairs.len();
+    let ready_pairs = clients.len() / 2;
     let started = Instant::now();
     let traffic = Arc::new(Traffic::new(started, options.duration + DRAIN));
     // Set once here, so it cannot already hold a value.
     let _ = live.traffic.set(Arc::clone(&traffic));
     let until = started + options.duration;
-    let mut tasks = Vec::new();
-    for (a, b) in &pairs {
-        for (from, to) in [(a, b), (b, a)] {
-            tasks.push(tokio::spawn(send_loop(
-                Arc::clone(&from.socket),
-                from.server,
-                options.clone(),
-                until,
-                Arc::clone(&traffic),
-            )));
-            tasks.push(tokio::spawn(receive_loop(
-                Arc::clone(&to.socket),
-                until + DRAIN,
-                Arc::clone(&traffic),
-            )));
-        }
+    let mut running = Vec::new();
+    for (client, peer) in clients {
+        let TurnClient {
+            tx,
+            rx,
+            session,
+            relay,
+        } = client;
+        let (responses, inbox) = mpsc::channel(16);
+        let o = &options;
+        let t = &traffic;
+        let send = flows::send_loop(tx.clone(), o.clone(), until, Arc::clone(t));
+        let receive = flows::receive_loop(rx, responses, until + DRAIN, Arc::clone(t));
+        let refresh = flows::refresh_loop(
+            session,
+            tx.clone(),
+            inbox,
+            peer,
+            o.clone(),
+            until,
+            until + DRAIN,
+        );
+        let tasks = (
+            tokio::spawn(send),
+            tokio::spawn(receive),
+            tokio::spawn(refresh),
+        );
+        running.push((tx, relay, tasks));
     }
     let mut latency = Latency::default();
     let mut jitter_sum = 0.0;
     let mut jitter_n = 0u64;
-    for task in tasks {
-        if let Ok(Some((l, j, n))) = task.await {
-            latency.merge(&l);
-            jitter_sum += j;
-            jitter_n += n;
+    let mut clients = Vec::new();
+    for (tx, relay, (send, receive, refresh)) in running {
+        if let Ok(t) = send.await {
+            tally.merge(&t);
+        }
+        let rx = receive.await.ok().map(|(rx, r)| {
+            latency.merge(&r.latency);
+            jitter_sum += r.jitter_sum;
+            jitter_n += r.jitter_n;
+            tally.merge(&r.tally);
+            rx
+        });
+        let session = refresh.await.ok().map(|(session, t)| {
+            tally.merge(&t);
+            session
+        });
+        if let (Some(rx), Some(session)) = (rx, session) {
+            clients.push(TurnClient {
+                tx,
+                rx,
+                session,
+                relay,
+            });
         }
     }
     let elapsed = options.duration.min(started.elapsed());
     tally.steps.insert("one_way", latency);
     // Release the allocations so repeated runs do not exhaust quotas.
-    for (a, b) in &mut pairs {
-        for client in [a, b] {
-            let _ = client
-                .request(
-                    Method::REFRESH,
-                    &[Attribute::Lifetime(0)],
-                    options.step_timeout,
-                )
-                .await;
-        }
+    for client in &mut clients {
+        let _ = client
+            .request(
+                Method::REFRESH,
+                &[Attribute::Lifetime(0)],
+                options.step_timeout,
+            )
+            .await;
     }
     Report {
         sent: traffic.sent.total(),
@@ -238,19 +228,23 @@ pub async fn run_with(options: Options, live: Arc<Live>) -> Report {
     }
 }
 
-/// Two allocations with a channel each towards the other's relay address.
+/// Two allocations with a channel each towards the other's relay address (ChannelBind also
+/// installs the permission, RFC 8656 §12.1).
 async fn setup_pair(
     o: &Options,
     source: &Source,
     tally: &mut Tally,
 ) -> Result<(TurnClient, TurnClient), String> {
-    let t = Instant::now();
-    let mut a = TurnClient::connect(o.server, source, o.step_timeout).await?;
-    tally.record("allocate", t.elapsed());
-    let t = Instant::now();
-    let mut b = TurnClient::connect(o.server, source, o.step_timeout).await?;
-    tally.record("allocate", t.elapsed());
-    let channel = ChannelNumber::new(0x4000).expect("in range");
+    let frame_len = flows::data_frame(o.size, o.transport).len();
+    let mut allocate = async || {
+        let t = Instant::now();
+        let c = TurnClient::connect(o.transport, o.server, source, frame_len, o.step_timeout);
+        let c = c.await?;
+        tally.record("allocate", t.elapsed());
+        Ok::<_, String>(c)
+    };
+    let mut a = allocate().await?;
+    let mut b = allocate().await?;
     let (relay_a, relay_b) = (a.relay, b.relay);
     for (client, peer) in [(&mut a, relay_b), (&mut b, relay_a)] {
         let t = Instant::now();
@@ -258,7 +252,7 @@ async fn setup_pair(
             .request(
                 Method::CHANNEL_BIND,
                 &[
-                    Attribute::ChannelNumber(channel),
+                    Attribute::ChannelNumber(flows::CHANNEL),
                     Attribute::XorPeerAddress(peer),
                 ],
                 o.step_timeout,
@@ -267,89 +261,4 @@ async fn setup_pair(
         tally.record("bind", t.elapsed());
     }
     Ok((a, b))
-}
-
-/// Sends ChannelData frames at the configured rate until `until`.
-async fn send_loop(
-    socket: Arc<UdpSocket>,
-    server: SocketAddr,
-    o: Options,
-    until: Instant,
-    traffic: Arc<Traffic>,
-) -> Option<(Latency, f64, u64)> {
-    let size = o.size.max(32);
-    let mut frame = vec![0u8; 4 + size];
-    frame[..4].copy_from_slice(&[0x40, 0x00, (size >> 8) as u8, size as u8]);
-    let period = Duration::from_secs_f64(1.0 / o.rate.max(1) as f64);
-    let mut next = tokio::time::Instant::now();
-    let base = Instant::now();
-    let id = base_id(&base);
-    let mut seq = 0u64;
-    while Instant::now() < until {
-        seq += 1;
-        let sent_at = base.elapsed().as_nanos() as u64;
-        frame[4..12].copy_from_slice(&seq.to_be_bytes());
-        frame[12..20].copy_from_slice(&sent_at.to_be_bytes());
-        frame[20..28].copy_from_slice(&id.to_be_bytes());
-        if socket.send_to(&frame, server).await.is_ok() {
-            // The receiver buckets by the same stamp, so per-second loss is exact.
-            let stamp = stamp_instant(id, sent_at).unwrap_or(until);
-            traffic.sent.add(stamp, 1);
-        }
-        next += period;
-        tokio::time::sleep_until(next).await;
-    }
-    None
-}
-
-/// A process-wide epoch so receivers can turn a sender's timestamp into latency.
-fn base_id(base: &Instant) -> u64 {
-    base.duration_since(*EPOCH).as_nanos() as u64
-}
-
-static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
-
-/// The send time a packet carries, as an `Instant`; `None` for a stamp out of range.
-fn stamp_instant(sender_base: u64, sent_at: u64) -> Option<Instant> {
-    EPOCH.checked_add(Duration::from_nanos(sender_base.checked_add(sent_at)?))
-}
-
-/// Receives ChannelData frames until `until`; returns latency, summed jitter and its sample count.
-async fn receive_loop(
-    socket: Arc<UdpSocket>,
-    until: Instant,
-    traffic: Arc<Traffic>,
-) -> Option<(Latency, f64, u64)> {
-    let mut latency = Latency::default();
-    let mut buf = vec![0u8; 65536];
-    let (mut last, mut jitter, mut samples) = (None::<f64>, 0.0, 0u64);
-    loop {
-        let deadline = tokio::time::Instant::from_std(until);
-        let Ok(Ok((n, _))) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
-        else {
-            break;
-        };
-        // Only ChannelData carrying our stamp counts; stray STUN responses do not.
-        if n < 28 || buf[0] & 0xC0 != 0x40 {
-            continue;
-        }
-        let sent_at = u64::from_be_bytes(buf[12..20].try_into().expect("8 bytes"));
-        let sender_base = u64::from_be_bytes(buf[20..28].try_into().expect("8 bytes"));
-        let arrived = Instant::now();
-        let now = arrived.duration_since(*EPOCH).as_nanos() as u64;
-        let one_way = now.saturating_sub(sender_base.saturating_add(sent_at));
-        let d = Duration::from_nanos(one_way);
-        latency.record(d);
-        let ms = d.as_secs_f64() * 1000.0;
-        if let Some(prev) = last {
-            jitter += (ms - prev).abs();
-            samples += 1;
-        }
-        last = Some(ms);
-        traffic.received.add(arrived, 1);
-        traffic.bytes.add(arrived, (n - 4) as u64);
-        let stamp = stamp_instant(sender_base, sent_at).unwrap_or(arrived);
-        traffic.delivered_by_send.add(stamp, 1);
-    }
-    Some((latency, jitter, samples))
 }
