@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::redis::RedisServer;
 use crate::support::run_driver;
 
 const START_WITHIN: Duration = Duration::from_secs(30);
@@ -51,7 +52,7 @@ struct Bundle {
 }
 
 impl Bundle {
-    async fn start(extra_env: &[(&str, &str)]) -> Self {
+    async fn start(extra_env: &[(&str, String)]) -> Self {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let turn: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -61,7 +62,7 @@ impl Bundle {
             .env("SB_LISTEN", listen.to_string())
             .env("TURN_LISTEN_UDP", turn.to_string())
             .env("TURN_HTTP_LISTEN", turn_http.to_string())
-            .envs(extra_env.iter().copied())
+            .envs(extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -183,6 +184,33 @@ async fn demo_pages_connect_through_the_one_command_bundle() {
 
     demo_pair(&bundle, "wrong-passphrase", false).await;
 
+    let status = bundle.stop();
+    assert!(
+        status.success(),
+        "scripts/run exited {status} after SIGTERM"
+    );
+}
+
+/// With a Redis URL the same command runs signal-server on Redis and adds `janitor schedule`,
+/// whose health endpoint answers; SIGTERM stops all three cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundle_runs_on_redis_with_a_scheduled_janitor() {
+    let redis = RedisServer::start();
+    let janitor: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let bundle = Bundle::start(&[
+        ("SB_REDIS_URL", redis.url()),
+        ("JANITOR_METRICS_LISTEN", janitor.to_string()),
+    ])
+    .await;
+    await_ready(&format!("http://{janitor}/readyz")).await;
+    let created = reqwest::Client::new()
+        .post(format!("{}/v1/rooms", bundle.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let keys: u64 = redis.cli(&["DBSIZE"]).parse().unwrap();
+    assert!(keys > 0, "the room is not in Redis");
     let status = bundle.stop();
     assert!(
         status.success(),
