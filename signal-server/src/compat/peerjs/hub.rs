@@ -211,7 +211,36 @@ impl Hub {
                 None => false,
             }
         };
-        let join = match &self.backend {
+        // Registered here before the queue is handed over, so a message sent meanwhile reaches
+        // this socket's channel, behind the queued ones, instead of a queue already drained.
+        let old = self.lock_local().insert(
+            id.to_owned(),
+            LocalPeer {
+                token: token.to_owned(),
+                session,
+                tx,
+            },
+        );
+        if let Some(old) = old {
+            let _ = old.tx.try_send(Outbound::Replaced);
+        }
+        let join = match self.take_queue(id, token, held_here).await {
+            Ok(join) => join,
+            Err(err) => {
+                self.forget_session(id, session);
+                return Err(err);
+            }
+        };
+        if !matches!(join, Join::Open(_) | Join::Reattached(_)) {
+            self.forget_session(id, session);
+        }
+        Ok((join, session))
+    }
+
+    /// Registers `id` in the store and hands over its queue: `Open`/`Reattached` with the
+    /// queued frames, or `Taken` when another token holds it.
+    async fn take_queue(&self, id: &str, token: &str, held_here: bool) -> Result<Join, StoreError> {
+        Ok(match &self.backend {
             Backend::Memory { queues } => {
                 let queued = queues.lock().expect("queue lock poisoned").remove(id);
                 let texts = queued.into_iter().flatten().map(|q| q.t).collect();
@@ -257,21 +286,15 @@ impl Hub {
                     _ => Join::Taken,
                 }
             }
-        };
-        if matches!(join, Join::Open(_) | Join::Reattached(_)) {
-            let old = self.lock_local().insert(
-                id.to_owned(),
-                LocalPeer {
-                    token: token.to_owned(),
-                    session,
-                    tx,
-                },
-            );
-            if let Some(old) = old {
-                let _ = old.tx.try_send(Outbound::Replaced);
-            }
+        })
+    }
+
+    /// Drops this replica's entry for `id` if it is still `session`'s.
+    fn forget_session(&self, id: &str, session: u64) {
+        let mut local = self.lock_local();
+        if local.get(id).is_some_and(|p| p.session == session) {
+            local.remove(id);
         }
-        Ok((join, session))
     }
 
     /// Refreshes the registration's TTL; `false` if another token now holds the ID.
@@ -320,7 +343,11 @@ impl Hub {
 
     /// Relays `text` (already stamped with `src`) to `dst`.
     pub async fn send(&self, dst: &str, text: String, queueable: bool) -> Result<Sent, StoreError> {
-        if let Some(sent) = self.deliver_local(dst, &text) {
+        // On Redis every message goes through the ROUTE script, even to a socket on this
+        // replica: a shortcut would overtake messages to the same peer still in pub/sub.
+        if matches!(self.backend, Backend::Memory { .. })
+            && let Some(sent) = self.deliver_local(dst, &text)
+        {
             return Ok(sent);
         }
         let id = format!("{:016x}", rand::random::<u64>());
