@@ -159,6 +159,23 @@ async fn demo_pair(bundle: &Bundle, mode: &str, relay: bool) -> Value {
     summary
 }
 
+/// The client module's own tests (Node's runner), its SignalClient ones against this bundle.
+fn module_tests_against(bundle: &Bundle) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("node")
+        .args(["--test", "web/test/"])
+        .current_dir(&root)
+        .env("SB_BASE", &bundle.base)
+        .output()
+        .expect("node runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "node --test failed:\n{text}");
+    assert!(
+        text.contains("# skipped 0"),
+        "server tests skipped:\n{text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_pages_connect_through_the_one_command_bundle() {
     let bundle = Bundle::start(&[]).await;
@@ -183,6 +200,7 @@ async fn demo_pages_connect_through_the_one_command_bundle() {
     );
 
     demo_pair(&bundle, "wrong-passphrase", false).await;
+    module_tests_against(&bundle);
 
     let status = bundle.stop();
     assert!(
