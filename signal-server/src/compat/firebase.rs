@@ -279,29 +279,60 @@ pub(super) async fn read_value(state: &AppState, target: &Target) -> Result<Valu
 
 /// A room's children as one object; `null` for a missing or empty room. Blobs written through
 /// the native API that are not JSON have no Firebase value and are left out.
+///
+/// The room and its blobs are separate reads, so a write in between could mix two states (a
+/// stream once sent `{"offer": 2}` from before a delete, without the `answer` deleted with it):
+/// a read that saw the room change is retried, a few times under constant writes.
 async fn room_value(state: &AppState, code: &RoomCode, now: u64) -> Result<Value, ApiError> {
+    let mut value = Value::Null;
+    for _ in 0..CONSISTENT_READ_ATTEMPTS {
+        match room_snapshot(state, code, now).await? {
+            Snapshot::Consistent(consistent) => return Ok(consistent),
+            Snapshot::Changed(last) => value = last,
+        }
+    }
+    Ok(value)
+}
+
+const CONSISTENT_READ_ATTEMPTS: usize = 8;
+
+enum Snapshot {
+    Consistent(Value),
+    /// The room changed while its blobs were read: this value may mix two states.
+    Changed(Value),
+}
+
+async fn room_snapshot(state: &AppState, code: &RoomCode, now: u64) -> Result<Snapshot, ApiError> {
     let info = match state.store.room(code, now).await {
         Ok(info) => info,
-        Err(StoreError::NoRoom) => return Ok(Value::Null),
+        Err(StoreError::NoRoom) => return Ok(Snapshot::Consistent(Value::Null)),
         Err(err) => return Err(err.into()),
     };
     let mut children = Map::new();
+    let mut changed = false;
     for slot in info.slots {
         match state.store.blob(code, &slot.name, now).await {
             Ok(blob) => {
+                changed |= blob.info.version > info.version;
                 if let Some(value) = blob_value(&blob) {
                     children.insert(slot.name.as_str().to_owned(), value);
                 }
             }
-            // Deleted since the room was read: it is simply not there any more.
-            Err(StoreError::NoRoom | StoreError::NoSlot) => {}
+            // Deleted since the room was read: the room as it is now is gone.
+            Err(StoreError::NoRoom) => return Ok(Snapshot::Consistent(Value::Null)),
+            Err(StoreError::NoSlot) => changed = true,
             Err(err) => return Err(err.into()),
         }
     }
-    Ok(if children.is_empty() {
+    let value = if children.is_empty() {
         Value::Null
     } else {
         Value::Object(children)
+    };
+    Ok(if changed {
+        Snapshot::Changed(value)
+    } else {
+        Snapshot::Consistent(value)
     })
 }
 
