@@ -4,7 +4,7 @@ use std::process::{Command, Stdio};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::support::{SseClient, WAIT};
+use crate::support::{SseClient, WAIT, sigterm};
 
 fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_signal-server"))
@@ -91,14 +91,7 @@ async fn sigterm_drains_streams_and_exits_cleanly() {
     let mut sse = SseClient::from_response(r);
     assert_eq!(sse.next().await.unwrap().event, "ready");
 
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(child.id().unwrap()).unwrap();
     assert_eq!(sse.next().await.unwrap().event, "shutdown");
     assert!(sse.next().await.is_none());
     let status = tokio::time::timeout(WAIT, child.wait())

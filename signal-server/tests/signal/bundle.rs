@@ -6,7 +6,7 @@
 //! `<target>/demo-screenshots/<case>/`. The binaries are the test profile's (`scripts/test`
 //! builds them all before testing).
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::redis::RedisServer;
-use crate::support::run_driver;
+use crate::support::{free_port, run_driver, sigterm};
 
 const START_WITHIN: Duration = Duration::from_secs(30);
 const STOP_WITHIN: Duration = Duration::from_secs(40);
@@ -31,17 +31,6 @@ fn bin_dir() -> PathBuf {
         );
     }
     dir
-}
-
-/// A loopback port free for both TCP and UDP right now.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// `scripts/run` on free loopback ports; stopped with SIGTERM like a user's Ctrl-C.
@@ -80,14 +69,7 @@ impl Bundle {
     /// SIGTERM to the launcher, as Ctrl-C would; returns its exit status.
     fn stop(mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
-        let pid = child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        sigterm(child.id()).unwrap();
         let deadline = Instant::now() + STOP_WITHIN;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -103,9 +85,7 @@ impl Drop for Bundle {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
             // A failed test: stop the launcher; its trap stops the servers.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            let _ = sigterm(child.id());
             let _ = child.wait();
         }
     }

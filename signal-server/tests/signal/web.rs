@@ -2,6 +2,7 @@
 //! binary or from `--web-dir`, and not at all with `--web false`.
 
 use crate::support::Server;
+use crate::support::redis::TempDir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_module_and_demo_are_served() {
@@ -47,7 +48,8 @@ async fn client_module_and_demo_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_dir_serves_files_from_disk_and_web_false_turns_them_off() {
-    let dir = std::env::temp_dir().join(format!("sb-web-{}", std::process::id()));
+    let web = TempDir::new("web");
+    let dir = &web.0;
     std::fs::create_dir_all(dir.join("client")).unwrap();
     std::fs::write(
         dir.join("client/switchboard.js"),
@@ -60,7 +62,6 @@ async fn web_dir_serves_files_from_disk_and_web_false_turns_them_off() {
     // A file missing from the directory is a clear 404, not a panic or an empty 200.
     let missing = s.get("/demo/").await;
     assert_eq!(missing.status(), 404);
-    std::fs::remove_dir_all(&dir).unwrap();
 
     let off = Server::start(None, &["--web", "false"]).await;
     for path in ["/", "/demo/", "/client/v1/switchboard.js"] {

@@ -262,3 +262,26 @@ pub async fn run_driver(what: &str, mut cmd: std::process::Command) -> Value {
 pub fn kind(v: &Value) -> &str {
     v["type"].as_str().unwrap_or("")
 }
+
+/// A loopback port free for both TCP and UDP right now (TURN listens on both).
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Sends SIGTERM to a process this test started, as Ctrl-C or Kubernetes would.
+pub fn sigterm(pid: u32) -> std::io::Result<()> {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("kill -TERM {pid}: {status}")))
+    }
+}

@@ -1,9 +1,10 @@
 //! Real `redis-server` processes on free loopback ports, stopped (by PID) when dropped.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::free_port;
 
 /// One redis-server child.
 pub struct RedisServer {
@@ -140,14 +141,6 @@ impl RedisCluster {
         }
         panic!("cluster did not become ok");
     }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A scratch directory removed on drop.
