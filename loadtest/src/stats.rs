@@ -118,6 +118,19 @@ impl Tally {
         self.steps.get(step).map_or(0, Latency::count)
     }
 
+    /// Errors of every kind together.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Each step's latency figures, keyed by step, as in the JSON report.
+    pub fn steps_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.steps
+            .iter()
+            .map(|(step, l)| ((*step).to_owned(), l.to_json()))
+            .collect()
+    }
+
     /// A fixed-width table: one row per step.
     pub fn table(&self) -> String {
         let mut out = format!(

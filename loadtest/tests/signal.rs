@@ -2,13 +2,15 @@
 //! the report counts exactly what was sent, and the JSON, the HTML report and the time series
 //! all agree.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use loadtest::signal::{Options, Transport, run};
 use serde_json::Value;
 use signal_server::config::Config;
 use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::{loadtest, scratch, series, sum};
 
 async fn server() -> (String, CancellationToken) {
     let config = Config::from_args(["signal-server", "--log-format", "text"]).unwrap();
@@ -166,37 +168,4 @@ async fn an_unwritable_report_path_fails_before_any_load_with_a_message() {
         assert!(out.stdout.is_empty(), "no run happened");
     }
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-async fn loadtest(args: &[&str]) -> std::process::Output {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(args)
-        .env_remove("LOADTEST_REPORT")
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("loadtest ends within a minute")
-        .unwrap()
-}
-
-/// A fresh directory for this test's files.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("loadtest-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn series(timeline: &Value, name: &str) -> Vec<u64> {
-    timeline[name]
-        .as_array()
-        .unwrap_or_else(|| panic!("{name} in {timeline}"))
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect()
-}
-
-fn sum(counts: Option<&[u64]>) -> u64 {
-    counts.unwrap().iter().sum()
 }

@@ -3,7 +3,6 @@
 //! with what was sent, and the JSON, the HTML report and the time series agree.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -12,6 +11,9 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use turn_server::config::Config;
+
+mod support;
+use support::{loadtest, loadtest_env, scratch, series, sum};
 
 /// Our turn-server on loopback (UDP and TCP listeners), accepting `load-secret` and relaying
 /// within 127.0.0.0/8.
@@ -378,46 +380,4 @@ async fn an_unwritable_report_path_fails_before_any_load_with_a_message() {
     assert!(stderr.contains(target.to_str().unwrap()), "{stderr}");
     assert!(out.stdout.is_empty(), "no run happened");
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-async fn loadtest(args: &[&str]) -> std::process::Output {
-    loadtest_env(args, &[]).await
-}
-
-/// The binary with `args`, and of the `LOADTEST_*` environment only `env`.
-async fn loadtest_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"));
-    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("LOADTEST_")) {
-        cmd.env_remove(name);
-    }
-    let run = cmd
-        .args(args)
-        .envs(env.iter().copied())
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("loadtest ends within a minute")
-        .unwrap()
-}
-
-/// A fresh directory for this test's files.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("loadtest-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn series(timeline: &Value, name: &str) -> Vec<u64> {
-    timeline[name]
-        .as_array()
-        .unwrap_or_else(|| panic!("{name} in {timeline}"))
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect()
-}
-
-fn sum(counts: Option<&[u64]>) -> u64 {
-    counts.unwrap().iter().sum()
 }

@@ -55,6 +55,18 @@ impl Figure {
     }
 }
 
+/// One latency histogram per step of `tally`, titled by the scenario's `title`.
+fn latency_charts(tally: &Tally, title: fn(&str) -> String) -> Vec<Chart> {
+    tally
+        .steps
+        .iter()
+        .map(|(step, latency)| Chart {
+            title: title(step),
+            svg: plots::histogram(latency),
+        })
+        .collect()
+}
+
 /// A titled SVG chart, or why it could not be drawn (the rest of the page still is).
 #[derive(Debug, Clone)]
 pub struct Chart {

@@ -3,7 +3,7 @@
 use plotters::style::{BLUE, GREEN, RED};
 
 use super::plots::{self, Line};
-use super::{Chart, Figure, Page};
+use super::{Chart, Figure, Page, latency_charts};
 use crate::signal::Report;
 
 impl Page {
@@ -15,7 +15,6 @@ impl Page {
         } else {
             "as fast as possible".to_owned()
         };
-        let errors: u64 = r.tally.errors.values().sum();
         Self {
             scenario: "signal",
             parameters: vec![
@@ -48,18 +47,10 @@ impl Page {
                     "puts per second",
                     format!("{:.0}", r.puts_per_second()),
                 ),
-                Figure::new("errors", "errors", errors),
+                Figure::new("errors", "errors", r.tally.error_count()),
             ],
             tally: r.tally.clone(),
-            latency: r
-                .tally
-                .steps
-                .iter()
-                .map(|(step, l)| Chart {
-                    title: step_title(step),
-                    svg: plots::histogram(l),
-                })
-                .collect(),
+            latency: latency_charts(&r.tally, step_title),
             throughput: vec![throughput(r)],
         }
     }

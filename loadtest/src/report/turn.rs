@@ -3,7 +3,7 @@
 use plotters::style::{BLUE, GREEN, RED};
 
 use super::plots::{self, Line};
-use super::{Chart, Figure, Page};
+use super::{Chart, Figure, Page, latency_charts};
 use crate::turn::{CredentialSource, Report};
 
 impl Page {
@@ -14,7 +14,6 @@ impl Page {
             CredentialSource::Secret(_) => "minted from the shared secret (not shown)".to_owned(),
             CredentialSource::Url(url) => format!("fetched from {}", without_secrets(url)),
         };
-        let errors: u64 = r.tally.errors.values().sum();
         Self {
             scenario: "turn",
             parameters: vec![
@@ -63,18 +62,10 @@ impl Page {
                     format!("{:.2}", r.mbit_per_second()),
                 ),
                 Figure::new("jitter_ms", "jitter (ms)", format!("{:.3}", r.jitter_ms)),
-                Figure::new("errors", "errors", errors),
+                Figure::new("errors", "errors", r.tally.error_count()),
             ],
             tally: r.tally.clone(),
-            latency: r
-                .tally
-                .steps
-                .iter()
-                .map(|(step, l)| Chart {
-                    title: step_title(step),
-                    svg: plots::histogram(l),
-                })
-                .collect(),
+            latency: latency_charts(&r.tally, step_title),
             throughput: throughput(r),
         }
     }

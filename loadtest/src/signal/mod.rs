@@ -91,12 +91,6 @@ impl Report {
     }
 
     pub fn to_json(&self) -> Value {
-        let steps: serde_json::Map<String, Value> = self
-            .tally
-            .steps
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.to_json()))
-            .collect();
         json!({
             "scenario": "signal",
             "transport": self.options.transport.name(),
@@ -107,7 +101,7 @@ impl Report {
             "elapsed_s": self.elapsed.as_secs_f64(),
             "puts": self.puts(),
             "puts_per_s": self.puts_per_second(),
-            "steps": steps,
+            "steps": self.tally.steps_json(),
             "errors": self.tally.errors,
             "timeline": self.timeline.to_json(),
         })

@@ -42,12 +42,6 @@ impl Report {
     }
 
     pub fn to_json(&self) -> Value {
-        let steps: serde_json::Map<String, Value> = self
-            .tally
-            .steps
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.to_json()))
-            .collect();
         json!({
             "scenario": "turn",
             "server": self.options.server.to_string(),
@@ -63,7 +57,7 @@ impl Report {
             "packets_per_s": self.packets_per_second(),
             "mbit_per_s": self.mbit_per_second(),
             "jitter_ms": self.jitter_ms,
-            "steps": steps,
+            "steps": self.tally.steps_json(),
             "errors": self.tally.errors,
             "timeline": self.timeline.to_json(),
         })

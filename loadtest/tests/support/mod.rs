@@ -1,0 +1,49 @@
+//! What the loadtest test binaries share: running the real `loadtest` binary, scratch
+//! directories, and reading the JSON report's time series.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub(crate) async fn loadtest(args: &[&str]) -> std::process::Output {
+    loadtest_env(args, &[]).await
+}
+
+/// The binary with `args`, and of the `LOADTEST_*` environment only `env`.
+pub(crate) async fn loadtest_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"));
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("LOADTEST_")) {
+        cmd.env_remove(name);
+    }
+    let run = cmd
+        .args(args)
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("loadtest ends within a minute")
+        .unwrap()
+}
+
+/// A fresh directory for this test's files.
+pub(crate) fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("loadtest-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub(crate) fn series(timeline: &Value, name: &str) -> Vec<u64> {
+    timeline[name]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name} in {timeline}"))
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
+
+pub(crate) fn sum(counts: Option<&[u64]>) -> u64 {
+    counts.unwrap().iter().sum()
+}
