@@ -51,6 +51,7 @@ import os from "node:os";
 import path from "node:path";
 import crypto from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { CHROMIUM_ARGS } from "./chromium_args.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const started = Date.now();
@@ -99,29 +100,6 @@ try {
 } catch (e) {
   usageFail(`node_modules missing or incomplete (run \`npm ci\` in ${HERE}): ${e.message}`);
 }
-
-// Copied from playwright-core 1.64.1 (chromiumSwitches.ts disabledFeatures); harmless if stale.
-const PLAYWRIGHT_DISABLED_FEATURES = [
-  "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "DialMediaRouteProvider",
-  "GlobalMediaControls", "HttpsUpgrades", "LensOverlay", "MediaRouter", "PaintHolding",
-  "ThirdPartyStoragePartitioning", "BlockOriginHeaderModificationOnRedirect",
-  "AvoidCorsURLLoaderRestartOnRedirect", "Translate", "AutoDeElevate", "OptimizationHints",
-  "NetworkTimeServiceQuerying", "AimEnabled",
-];
-
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  // Chromium keeps only the LAST --disable-features, so Playwright's list is repeated.
-  "--disable-features=" + [...PLAYWRIGHT_DISABLED_FEATURES, "WebRtcHideLocalIpsWithMdns"].join(","),
-  "--allow-loopback-in-peer-connection",
-];
 
 const logs = [];
 function log(line) {

@@ -54,6 +54,7 @@ import path from "node:path";
 import crypto from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
+import { CHROMIUM_ARGS } from "./chromium_args.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
@@ -149,34 +150,6 @@ function serveAssets() {
     srv.listen(0, "127.0.0.1", () => resolve(srv));
   });
 }
-
-// Copied from playwright-core 1.64.1 (chromiumSwitches.ts disabledFeatures); harmless if stale.
-const PLAYWRIGHT_DISABLED_FEATURES = [
-  "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "DialMediaRouteProvider",
-  "GlobalMediaControls", "HttpsUpgrades", "LensOverlay", "MediaRouter", "PaintHolding",
-  "ThirdPartyStoragePartitioning", "BlockOriginHeaderModificationOnRedirect",
-  "AvoidCorsURLLoaderRestartOnRedirect", "Translate", "AutoDeElevate", "OptimizationHints",
-  "NetworkTimeServiceQuerying", "AimEnabled",
-];
-
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  // WebRTC over loopback with iceServers: [] (see also grantPermissions below):
-  //  - without this Chromium replaces host IPs with random <uuid>.local mDNS names
-  //    (announced/queried by multicast, unresolvable here). Chromium keeps only the
-  //    LAST --disable-features switch, and Playwright puts its own list first, so
-  //    Playwright's list is repeated here (it suppresses startup requests to Google).
-  "--disable-features=" + [...PLAYWRIGHT_DISABLED_FEATURES, "WebRtcHideLocalIpsWithMdns"].join(","),
-  //  - without this Chromium skips the loopback interface when gathering host candidates
-  "--allow-loopback-in-peer-connection",
-];
 
 const logs = [];
 function log(line) {
