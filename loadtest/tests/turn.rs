@@ -158,13 +158,7 @@ async fn relays_between_allocation_pairs_and_reports_what_arrived() {
         ..options(server, Transport::Udp, "wrong")
     })
     .await;
-    assert_eq!(refused.ready_pairs, 0);
-    assert_eq!(
-        refused.tally.errors.get("allocate_auth"),
-        Some(&1),
-        "{:?}",
-        refused.tally.errors
-    );
+    assert_refused_by_auth(&refused);
     turn.stop();
 }
 
@@ -270,13 +264,7 @@ async fn relays_through_coturn_over_udp_and_tcp() {
         ..options(server, Transport::Tcp, "wrong")
     })
     .await;
-    assert_eq!(refused.ready_pairs, 0);
-    assert_eq!(
-        refused.tally.errors.get("allocate_auth"),
-        Some(&1),
-        "{:?}",
-        refused.tally.errors
-    );
+    assert_refused_by_auth(&refused);
     coturn.kill().await.unwrap();
 }
 
@@ -380,4 +368,15 @@ async fn an_unwritable_report_path_fails_before_any_load_with_a_message() {
     assert!(stderr.contains(target.to_str().unwrap()), "{stderr}");
     assert!(out.stdout.is_empty(), "no run happened");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A run with a wrong secret: no pair ready, its one allocation refused as `allocate_auth`.
+fn assert_refused_by_auth(refused: &Report) {
+    assert_eq!(refused.ready_pairs, 0);
+    assert_eq!(
+        refused.tally.errors.get("allocate_auth"),
+        Some(&1),
+        "{:?}",
+        refused.tally.errors
+    );
 }
