@@ -143,7 +143,7 @@ async fn demo_pair(bundle: &Bundle, mode: &str, relay: bool) -> Value {
 fn module_tests_against(bundle: &Bundle) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("node")
-        .args(["--test", "web/test/"])
+        .args(["--experimental-eventsource", "--test", "web/test/"])
         .current_dir(&root)
         .env("SB_BASE", &bundle.base)
         .output()

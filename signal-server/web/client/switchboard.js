@@ -378,16 +378,17 @@ export class SignalClient {
    * slot + version.
    * @param {string} code
    * @param {{after?: number, onChange?: (ev: WatchEvent) => void,
-   *          onStatus?: (s: WatchStatus) => void, signal?: AbortSignal}} [opts]
+   *          onStatus?: (s: WatchStatus) => void, signal?: AbortSignal,
+   *          transport?: "auto"|"poll"}} [opts]
    *   after: deliver changes after this room version (0 = everything since creation);
-   *   default: from now.
+   *   default: from now. transport: "poll" skips SSE (a proxy known to buffer streams).
    * @returns {{close: () => void, readonly version: number|undefined}}
    */
-  watch(code, { after, onChange = () => {}, onStatus = () => {}, signal } = {}) {
+  watch(code, { after, onChange = () => {}, onStatus = () => {}, signal, transport: want = "auto" } = {}) {
     const client = this;
     const stop = new AbortController();
     let last = after;
-    let transport = typeof EventSource === "function" ? "sse" : "poll";
+    let transport = want !== "poll" && typeof EventSource === "function" ? "sse" : "poll";
     let attempt = 0;
     let es = null;
     let live = false;

@@ -1,9 +1,10 @@
 // SignalClient against a running signal-server (skipped unless SB_BASE is set):
-//   SB_BASE=http://127.0.0.1:8080 node --test signal-server/web/test/
-// Node has no EventSource, so `watch` runs its long-poll fallback here; the browser driver
-// (tests/browser/demo_pair.mjs) covers the SSE path.
+//   SB_BASE=http://127.0.0.1:8080 node --experimental-eventsource --test signal-server/web/test/
+// Without that flag Node has no EventSource: the SSE variants skip, and only the long-poll
+// path runs here (the browser driver, tests/browser/demo_pair.mjs, covers SSE too).
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import net from "node:net";
 
 import { SignalClient, SignalError } from "../client/switchboard.js";
 
@@ -63,6 +64,7 @@ test("watch (long-poll fallback): replay from 0, live changes, room deletion", {
   const liveP = new Promise((r) => (live = r));
   const w = c.watch(code, {
     after: 0,
+    transport: "poll",
     onChange: (ev) => seen.push(`${ev.op}:${ev.slot ?? ""}@${ev.version}`),
     onStatus: (s) => {
       statuses.push(s.state);
@@ -111,3 +113,83 @@ test("watch close() stops it; an aborted signal too", { skip }, async () => {
   w.close();
   assert.deepEqual(seen, []);
 });
+
+/** A loopback TCP proxy to `target` whose `blip(ms)` cuts every connection and refuses new
+ * ones for `ms`: a network blip between the client and the server. */
+async function blipProxy(target) {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(port), hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+      s.on("error", () => {}); // the blip's reset: expected
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  const listen = (p) => new Promise((resolve, reject) => server.once("error", reject).listen(p, "127.0.0.1", resolve));
+  await listen(0);
+  const own = server.address().port;
+  return {
+    url: `http://127.0.0.1:${own}`,
+    async blip(ms, during = async () => {}) {
+      await new Promise((resolve) => {
+        server.close(resolve);
+        for (const s of sockets) s.destroy();
+      });
+      await during();
+      await new Promise((r) => setTimeout(r, ms));
+      await listen(own);
+    },
+    close: () => {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
+}
+
+/** Resolves when `pred()` holds (checked every 20 ms); rejects after `ms` with `what`. */
+async function until(pred, what, ms = 15000) {
+  for (const end = Date.now() + ms; !pred(); ) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+for (const transport of ["sse", "poll"]) {
+  const noSse = transport === "sse" && typeof EventSource !== "function" && "no EventSource (run node with --experimental-eventsource)";
+  test(`watch (${transport}) reconnects after a network blip and misses nothing`, { skip: skip || noSse }, async () => {
+    const direct = new SignalClient(BASE);
+    const proxy = await blipProxy(BASE);
+    const { code } = await direct.createRoom();
+    const seen = [];
+    const statuses = [];
+    const w = new SignalClient(proxy.url).watch(code, {
+      after: 0,
+      transport: transport === "poll" ? "poll" : "auto",
+      onChange: (ev) => seen.push(`${ev.slot}@${ev.version}`),
+      onStatus: (s) => statuses.push(`${s.state}/${s.transport}`),
+    });
+    try {
+      await direct.putBlob(code, "offer", bytes("o"));
+      await until(() => seen.length === 1, "the first change");
+      // Written while the client cannot reach the server: the resumed watch must catch up.
+      await proxy.blip(500, async () => {
+        await direct.putBlob(code, "answer", bytes("a"));
+        await direct.putBlob(code, "cand-a-0", bytes("c"));
+      });
+      await until(() => seen.length >= 3, "the changes made during the blip");
+      await until(() => statuses.at(-1) === `live/${transport}`, "the watch to be live again");
+      await direct.putBlob(code, "cand-a-1", bytes("d"));
+      await until(() => seen.length >= 4, "a change after the blip");
+      assert.deepEqual(seen, ["offer@1", "answer@2", "cand-a-0@3", "cand-a-1@4"]);
+      assert.ok(statuses.includes(`reconnecting/${transport}`), statuses.join(" "));
+      assert.ok(!statuses.some((s) => s.startsWith("failed") || s.startsWith("ended")), statuses.join(" "));
+    } finally {
+      w.close();
+      proxy.close();
+      await direct.deleteRoom(code).catch(() => {});
+    }
+  });
+}
