@@ -5,6 +5,8 @@
 //!   against one or several signal-server replicas over SSE, WebSocket or long-poll.
 //! - [`turn`]: pairs of TURN allocations relaying to each other through channels, clients
 //!   reaching the server over UDP or TCP.
+//! - [`nat`]: peers behind simulated NATs (network namespaces, nftables) trying a direct path
+//!   and falling back to a TURN relay; per NAT pairing, success, relay use and time to connect.
 //! - [`stats`]: latency histograms and error tallies.
 //! - [`timeline`]: per-second counts recorded during a run (one atomic add per event), for
 //!   plots and the JSON `timeline`.
@@ -14,9 +16,8 @@
 //!
 //! Each scenario has `run(options)` and `run_with(options, live)`, where `live` holds the
 //! counters a progress bar reads while the run goes on.
-//!
-//! The NAT traversal scenario arrives with issue 6.
 
+pub mod nat;
 pub mod progress;
 pub mod report;
 pub mod signal;

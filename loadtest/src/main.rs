@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use loadtest::progress::Progress;
 use loadtest::report::{Page, ReportFile, html};
 use loadtest::signal::{self, Transport};
-use loadtest::turn;
+use loadtest::{nat, turn};
 
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -26,6 +26,39 @@ enum Command {
     Signal(SignalArgs),
     /// Pairs of TURN allocations relaying to each other through channels (clients on UDP or TCP).
     Turn(TurnArgs),
+    /// Peers behind simulated NATs (network namespaces; root only) punching holes, falling back to TURN.
+    Nat(NatArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct NatArgs {
+    /// NAT kinds to pair (every unordered pairing is tried): full-cone, address-restricted,
+    /// port-restricted, symmetric.
+    #[arg(
+        long,
+        env = "LOADTEST_NAT_KINDS",
+        value_delimiter = ',',
+        default_value = "full-cone,address-restricted,port-restricted,symmetric"
+    )]
+    kinds: Vec<nat::NatKind>,
+    /// Trials (peer pairs) per pairing.
+    #[arg(long, env = "LOADTEST_NAT_TRIALS", default_value_t = 3)]
+    trials: usize,
+    /// Trials at once (each builds four namespaces); at most 120.
+    #[arg(long, env = "LOADTEST_NAT_CONCURRENCY", default_value_t = 4)]
+    concurrency: usize,
+    /// TURN server to run on the lab's public side: `switchboard` (turn-server beside this
+    /// binary, else on PATH), a path to a turn-server binary, or `coturn` (turnserver on PATH).
+    #[arg(long, env = "LOADTEST_NAT_SERVER", default_value = "switchboard")]
+    server: nat::ServerKind,
+    /// How long peers try to punch a hole before falling back to the relay.
+    #[arg(long, env = "LOADTEST_NAT_PUNCH_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    punch_timeout: Duration,
+    /// Limit on one STUN or TURN exchange (the relay phase gets twice this).
+    #[arg(long, env = "LOADTEST_STEP_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    step_timeout: Duration,
+    #[command(flatten)]
+    output: Output,
 }
 
 #[derive(Debug, clap::Args)]
@@ -149,6 +182,7 @@ async fn main() -> anyhow::Result<()> {
     let complete = match Cli::parse().command {
         Command::Signal(args) => signal(args).await?,
         Command::Turn(args) => turn(args).await?,
+        Command::Nat(args) => nat(args).await?,
     };
     if !complete {
         std::process::exit(1);
@@ -218,4 +252,61 @@ async fn turn(args: TurnArgs) -> anyhow::Result<bool> {
     args.output
         .emit(report.to_json(), report.human(), file, page)?;
     Ok(report.ready_pairs == args.pairs)
+}
+
+/// Runs `loadtest nat`; false if a trial connected neither directly nor through the relay.
+/// Not root (or no `ip`/`nft`): a message and exit status 2.
+async fn nat(args: NatArgs) -> anyhow::Result<bool> {
+    if let Err(why) = nat::check_prerequisites() {
+        eprintln!("loadtest nat: {why}");
+        std::process::exit(2);
+    }
+    if args.kinds.is_empty() || args.trials == 0 || args.trials > 1000 {
+        bail!("--kinds must name at least one NAT kind and --trials be 1 to 1000");
+    }
+    if !(1..=120).contains(&args.concurrency) {
+        bail!("--concurrency must be 1 to 120");
+    }
+    if args.punch_timeout > Duration::from_secs(60) || args.step_timeout > Duration::from_secs(60) {
+        bail!("--punch-timeout and --step-timeout must be at most 60s");
+    }
+    let file = args.output.prepare()?;
+    let options = nat::Options {
+        kinds: args.kinds,
+        trials: args.trials,
+        concurrency: args.concurrency,
+        server: args.server,
+        punch_timeout: args.punch_timeout,
+        step_timeout: args.step_timeout,
+    };
+    let live = Arc::new(nat::Live::new(&options));
+    let progress = Progress::nat(!args.output.no_progress, Arc::clone(&live));
+    let report = nat::run_until(options, live, interrupted()).await;
+    progress.finish();
+    let report = match report {
+        Ok(r) => r,
+        Err(e @ nat::NatError::Interrupted) => {
+            eprintln!("loadtest nat: {e}");
+            std::process::exit(130);
+        }
+        Err(e) => return Err(e).context("loadtest nat"),
+    };
+    let page = || Page::nat(&report);
+    args.output
+        .emit(report.to_json(), report.human(), file, page)?;
+    Ok(report.failed() == 0)
+}
+
+/// Completes on Ctrl-C or SIGTERM, so a run can delete what it made before exiting.
+async fn interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
 }

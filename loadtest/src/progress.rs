@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::task::JoinHandle;
 
-use crate::{signal, turn};
+use crate::{nat, signal, turn};
 
 /// How often the ticker reads the counters and redraws.
 const TICK: Duration = Duration::from_millis(250);
@@ -66,6 +66,21 @@ impl Progress {
                 packets.update(received),
                 bytes.update(traffic.bytes.total()) * 8.0 / 1e6,
                 loss.max(0.0) * 100.0,
+            ));
+        })
+    }
+
+    /// NAT trials done out of all, with how many connected directly, through the relay, or not.
+    pub fn nat(enabled: bool, live: Arc<nat::Live>) -> Self {
+        Self::start(enabled, live.trials, move |bar| {
+            let done = live.done.load(Ordering::Relaxed);
+            bar.set_position(done);
+            bar.set_message(format!(
+                "{done}/{} trials  {} direct  {} relayed  {} failed",
+                live.trials,
+                live.direct.load(Ordering::Relaxed),
+                live.relayed.load(Ordering::Relaxed),
+                live.failed.load(Ordering::Relaxed),
             ));
         })
     }

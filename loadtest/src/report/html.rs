@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use super::{Chart, Page};
+use super::{Chart, Page, Table};
 
 const STYLE: &str = "\
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#222}\
@@ -24,10 +24,19 @@ pub fn render(page: &Page, written: SystemTime) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>loadtest {scenario} report</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
          <header><h1>loadtest {scenario}</h1><p>Report written {} by loadtest {}.</p></header>\n\
-         <nav><a href=\"#parameters\">Parameters</a><a href=\"#summary\">Summary</a>\
-         <a href=\"#latency\">Latency</a><a href=\"#throughput\">Throughput</a></nav>\n",
+         <nav><a href=\"#parameters\">Parameters</a><a href=\"#summary\">Summary</a>{}\
+         <a href=\"#latency\">Latency</a>{}</nav>\n",
         humantime::format_rfc3339_seconds(written),
         env!("CARGO_PKG_VERSION"),
+        page.tables
+            .iter()
+            .map(|t| format!("<a href=\"#{}\">{}</a>", escape(t.id), escape(&t.title)))
+            .collect::<String>(),
+        if page.throughput.is_empty() {
+            ""
+        } else {
+            "<a href=\"#throughput\">Throughput</a>"
+        },
     );
     out.push_str("<section id=\"parameters\">\n<h2>Parameters</h2>\n<table>\n");
     for (label, value) in &page.parameters {
@@ -39,13 +48,18 @@ pub fn render(page: &Page, written: SystemTime) -> String {
     }
     out.push_str("</table>\n</section>\n");
     summary(&mut out, page);
+    for table in &page.tables {
+        render_table(&mut out, table);
+    }
     charts(&mut out, "latency", "Latency histograms", &page.latency);
-    charts(
-        &mut out,
-        "throughput",
-        "Throughput over time",
-        &page.throughput,
-    );
+    if !page.throughput.is_empty() {
+        charts(
+            &mut out,
+            "throughput",
+            "Throughput over time",
+            &page.throughput,
+        );
+    }
     out.push_str("</body>\n</html>\n");
     out
 }
@@ -110,6 +124,26 @@ fn summary(out: &mut String, page: &Page) {
     out.push_str("</section>\n");
 }
 
+fn render_table(out: &mut String, table: &Table) {
+    out.push_str(&format!(
+        "<section id=\"{}\">\n<h2>{}</h2>\n<table>\n<tr>",
+        escape(table.id),
+        escape(&table.title)
+    ));
+    for h in &table.header {
+        out.push_str(&format!("<th>{}</th>", escape(h)));
+    }
+    out.push_str("</tr>\n");
+    for row in &table.rows {
+        out.push_str("<tr>");
+        for cell in row {
+            out.push_str(&format!("<td>{}</td>", escape(cell)));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n</section>\n");
+}
+
 fn charts(out: &mut String, id: &str, heading: &str, charts: &[Chart]) {
     out.push_str(&format!("<section id=\"{id}\">\n<h2>{heading}</h2>\n"));
     for chart in charts {
@@ -150,9 +184,17 @@ mod tests {
                 svg: Err("<bad>".into()),
             }],
             throughput: Vec::new(),
+            tables: vec![Table {
+                id: "t",
+                title: "<strong>t".into(),
+                header: vec!["a"],
+                rows: vec![vec!["<em>cell".into()]],
+            }],
         };
         let html = render(&page, SystemTime::UNIX_EPOCH);
-        for raw in ["<script>", "<b>", "\"d\"", "<i>", "<u>", "<bad>"] {
+        for raw in [
+            "<script>", "<b>", "\"d\"", "<i>", "<u>", "<bad>", "<strong>", "<em>",
+        ] {
             assert!(!html.contains(raw), "{raw} in {html}");
         }
         assert!(html.contains("http://x/?a=&lt;b&gt;&amp;c=&quot;d&quot;"));

@@ -4,12 +4,14 @@
 //!
 //! - [`html`]: renders a [`Page`], escaping everything that came from the user or the wire.
 //! - [`plots`]: the SVG charts, drawn with plotters.
-//! - `signal`, `turn`: what each scenario puts on its page ([`Page::signal`], [`Page::turn`]).
+//! - `signal`, `turn`, `nat`: what each scenario puts on its page ([`Page::signal`],
+//!   [`Page::turn`], [`Page::nat`]).
 //!
 //! [`ReportFile`] checks that the path can be written before a run starts, then writes the
 //! page atomically: a temporary file beside it, renamed over it.
 
 pub mod html;
+mod nat;
 pub mod plots;
 mod signal;
 mod turn;
@@ -33,8 +35,19 @@ pub struct Page {
     pub tally: Tally,
     /// One histogram per step.
     pub latency: Vec<Chart>,
-    /// Counts per second over the run.
+    /// Counts per second over the run (none for scenarios without a timeline).
     pub throughput: Vec<Chart>,
+    /// Further tables after the summary, e.g. one row per NAT pairing.
+    pub tables: Vec<Table>,
+}
+
+/// A table of figures; `id` names it in the HTML.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub id: &'static str,
+    pub title: String,
+    pub header: Vec<&'static str>,
+    pub rows: Vec<Vec<String>>,
 }
 
 /// One headline figure; `id` names it in the HTML as in the JSON report.

@@ -52,6 +52,7 @@ impl Page {
             tally: r.tally.clone(),
             latency: latency_charts(&r.tally, step_title),
             throughput: vec![throughput(r)],
+            tables: Vec::new(),
         }
     }
 }

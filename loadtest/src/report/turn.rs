@@ -67,6 +67,7 @@ impl Page {
             tally: r.tally.clone(),
             latency: latency_charts(&r.tally, step_title),
             throughput: throughput(r),
+            tables: Vec::new(),
         }
     }
 }

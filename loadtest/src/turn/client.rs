@@ -14,11 +14,11 @@ use super::conn::{self, Rx, Tx};
 use super::credentials::Source;
 
 /// One TURN client with its allocation.
-pub(super) struct TurnClient {
-    pub(super) tx: Tx,
-    pub(super) rx: Rx,
-    pub(super) session: Session,
-    pub(super) relay: SocketAddr,
+pub(crate) struct TurnClient {
+    pub(crate) tx: Tx,
+    pub(crate) rx: Rx,
+    pub(crate) session: Session,
+    pub(crate) relay: SocketAddr,
 }
 
 /// Where a request's response comes from.
@@ -45,7 +45,7 @@ impl Inbox<'_> {
 }
 
 /// The credentials of one allocation and the long-term authentication state (RFC 8489 §9.2).
-pub(super) struct Session {
+pub(crate) struct Session {
     username: String,
     password: String,
     realm: String,
@@ -57,7 +57,7 @@ pub(super) struct Session {
 impl TurnClient {
     /// Connects over `transport` and allocates a UDP relay (REQUESTED-TRANSPORT is UDP either
     /// way). `frame_len` is the largest data frame the client will send.
-    pub(super) async fn connect(
+    pub(crate) async fn connect(
         transport: Transport,
         server: SocketAddr,
         source: &Source,
@@ -95,7 +95,7 @@ impl TurnClient {
     }
 
     /// [`Session::request`] reading responses straight from the connection.
-    pub(super) async fn request(
+    pub(crate) async fn request(
         &mut self,
         method: Method,
         attrs: &[Attribute<'_>],

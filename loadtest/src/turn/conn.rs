@@ -30,13 +30,13 @@ const WRITE_BATCH: usize = 64 * 1024;
 
 /// The sending half of a connection.
 #[derive(Clone)]
-pub(super) enum Tx {
+pub(crate) enum Tx {
     Udp(Arc<UdpSocket>, SocketAddr),
     Tcp(mpsc::Sender<Vec<u8>>),
 }
 
 /// The receiving half of a connection.
-pub(super) enum Rx {
+pub(crate) enum Rx {
     Udp(Arc<UdpSocket>, Vec<u8>),
     Tcp(FrameReader),
 }
@@ -79,7 +79,7 @@ pub(super) async fn open(
 
 impl Tx {
     /// Sends a data frame now or not at all: a full TCP queue drops it. The error is its kind.
-    pub(super) async fn send_data(&self, frame: &[u8]) -> Result<(), &'static str> {
+    pub(crate) async fn send_data(&self, frame: &[u8]) -> Result<(), &'static str> {
         match self {
             Self::Udp(socket, server) => match socket.send_to(frame, server).await {
                 Ok(_) => Ok(()),
@@ -106,7 +106,7 @@ impl Tx {
 
 impl Rx {
     /// The next datagram (UDP) or frame (TCP, ChannelData with its padding). Cancel-safe.
-    pub(super) async fn next(&mut self) -> io::Result<&[u8]> {
+    pub(crate) async fn next(&mut self) -> io::Result<&[u8]> {
         match self {
             Self::Udp(socket, buf) => {
                 let (n, _) = socket.recv_from(buf).await?;
@@ -118,7 +118,7 @@ impl Rx {
 }
 
 /// Cuts a TCP stream from the server into STUN messages and ChannelData frames.
-pub(super) struct FrameReader {
+pub(crate) struct FrameReader {
     read: OwnedReadHalf,
     buf: BytesMut,
     /// Length of the frame last returned, dropped from `buf` on the next call.

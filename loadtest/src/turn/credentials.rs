@@ -9,13 +9,13 @@ use serde_json::Value;
 use super::CredentialSource;
 
 /// A ready credential source.
-pub(super) enum Source {
+pub(crate) enum Source {
     Secret(SharedSecret),
     Url(reqwest::Client, String),
 }
 
 impl Source {
-    pub(super) fn new(from: &CredentialSource) -> Result<Self, String> {
+    pub(crate) fn new(from: &CredentialSource) -> Result<Self, String> {
         match from {
             CredentialSource::Secret(s) => SharedSecret::new(s.clone())
                 .map(Self::Secret)

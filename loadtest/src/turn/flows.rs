@@ -15,7 +15,7 @@ use super::{Options, Traffic, Transport};
 use crate::stats::{Latency, Tally};
 
 /// The channel every client binds towards the other client's relay.
-pub(super) const CHANNEL: ChannelNumber = ChannelNumber::MIN;
+pub(crate) const CHANNEL: ChannelNumber = ChannelNumber::MIN;
 /// Bytes a packet's payload starts with: sequence number, send time, sender's clock base.
 const STAMP: usize = 24;
 /// The smallest payload sent; larger than the stamp.

@@ -29,8 +29,9 @@ mod flows;
 mod live;
 mod results;
 
-use client::TurnClient;
-use credentials::Source;
+pub(crate) use client::TurnClient;
+pub(crate) use credentials::Source;
+pub(crate) use flows::CHANNEL;
 pub use live::{Live, Traffic};
 pub use results::Report;
 

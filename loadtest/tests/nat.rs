@@ -1,0 +1,240 @@
+//! `loadtest nat` end to end: real network namespaces, nftables NATs, and our turn-server
+//! (and coturn) on the lab's public side. Needs root, `ip` and `nft` (scripts/test installs
+//! nftables); elsewhere each test prints why it skips and passes.
+//!
+//! The report must match what NATs of each kind allow (RFC 4787): hole punching works unless a
+//! symmetric NAT meets a port-restricted or symmetric one, and then the relay carries the pair.
+//! Every namespace the run made is gone afterwards, also when it is interrupted.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+#[allow(dead_code)] // each test binary uses its own part of it
+mod support;
+use support::{loadtest, scratch};
+
+/// Why namespaces cannot be made here, if they cannot.
+fn skip_reason() -> Option<String> {
+    if !nix_is_root() {
+        return Some("not root".into());
+    }
+    for tool in ["ip", "nft"] {
+        if !on_path(tool) {
+            return Some(format!("`{tool}` is not installed"));
+        }
+    }
+    // Tests run in parallel: each probes with its own name.
+    static PROBES: AtomicU32 = AtomicU32::new(0);
+    let n = PROBES.fetch_add(1, Ordering::Relaxed);
+    let probe = format!("sbnat-probe-{}-{n}", std::process::id());
+    let made = std::process::Command::new("ip")
+        .args(["netns", "add", &probe])
+        .status()
+        .is_ok_and(|s| s.success());
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", &probe])
+        .status();
+    (!made).then(|| "`ip netns add` fails here (no CAP_SYS_ADMIN?)".into())
+}
+
+fn nix_is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+macro_rules! require_namespaces {
+    () => {
+        if let Some(why) = skip_reason() {
+            eprintln!("skipped: loadtest nat needs root and network namespaces: {why}");
+            return;
+        }
+    };
+}
+
+/// turn-server beside the loadtest binary (scripts/test builds every binary first).
+fn turn_server() -> String {
+    let bin = Path::new(env!("CARGO_BIN_EXE_loadtest")).with_file_name("turn-server");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        bin.display()
+    );
+    bin.display().to_string()
+}
+
+/// Namespaces whose name starts with the prefix of process `pid`.
+fn namespaces_of(pid: u32) -> Vec<String> {
+    let prefix = format!("sbnat{pid}-");
+    std::fs::read_dir("/run/netns")
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn json(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "loadtest nat failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
+/// Every pairing connected every trial, directly exactly where punching can work.
+fn assert_matrix(report: &Value, trials: u64) {
+    let pairings = report["pairings"].as_array().unwrap();
+    for p in pairings {
+        let name = format!("{} <-> {}", p["a"], p["b"]);
+        let (direct, relayed, failed) = (
+            p["direct"].as_u64().unwrap(),
+            p["relayed"].as_u64().unwrap(),
+            p["failed"].as_u64().unwrap(),
+        );
+        assert_eq!(p["trials"], trials, "{name}");
+        assert_eq!(direct + relayed + failed, trials, "{name}: counts add up");
+        assert_eq!(failed, 0, "{name}: {p}");
+        if p["punch_expected"] == true {
+            assert_eq!(direct, trials, "{name}: hole punching should work: {p}");
+        } else {
+            assert_eq!(relayed, trials, "{name}: only the relay can connect: {p}");
+        }
+        // One time-to-connect sample per connected trial, under each path's own name.
+        assert_eq!(p["connect_ms"]["count"], direct + relayed, "{name}");
+        let steps = &p["steps"];
+        let count = |step: &str| steps[step]["count"].as_u64().unwrap_or(0);
+        assert_eq!(
+            (count("direct"), count("relayed")),
+            (direct, relayed),
+            "{name}"
+        );
+    }
+    let total: u64 = pairings.iter().map(|p| p["trials"].as_u64().unwrap()).sum();
+    assert_eq!(report["trials"], total);
+    assert_eq!(report["failed"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_nat_pairing_connects_directly_where_punching_can_work_else_through_our_relay() {
+    require_namespaces!();
+    let dir = scratch("nat");
+    let html = dir.join("nat.html");
+    let out = loadtest(&[
+        "nat",
+        "--trials",
+        "2",
+        "--concurrency",
+        "4",
+        "--server",
+        &turn_server(),
+        "--json",
+        "--no-progress",
+        "--report",
+        html.to_str().unwrap(),
+    ])
+    .await;
+    let report = json(&out);
+    assert_eq!(
+        report["pairings"].as_array().unwrap().len(),
+        10,
+        "4 kinds, 10 pairings"
+    );
+    assert_matrix(&report, 2);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("symmetric &lt;-&gt; symmetric") && page.contains("<svg"),
+        "report page"
+    );
+    assert!(page.contains(&format!("id=\"trials\">{}<", report["trials"])));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coturn_relays_the_pairs_punching_cannot_connect() {
+    require_namespaces!();
+    assert!(on_path("turnserver"), "coturn is installed by scripts/test");
+    let out = loadtest(&[
+        "nat",
+        "--kinds",
+        "port-restricted,symmetric",
+        "--trials",
+        "1",
+        "--server",
+        "coturn",
+        "--json",
+        "--no-progress",
+    ])
+    .await;
+    let report = json(&out);
+    assert_matrix(&report, 1);
+    assert!(
+        report["options"]["server"]
+            .as_str()
+            .unwrap()
+            .contains("coturn")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_run_deletes_every_namespace_it_made() {
+    require_namespaces!();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args([
+            "nat",
+            "--trials",
+            "50",
+            "--no-progress",
+            "--server",
+            &turn_server(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    // Interrupt once it has built NATs (bounded wait).
+    let until = Instant::now() + Duration::from_secs(20);
+    while namespaces_of(pid).len() < 3 {
+        assert!(Instant::now() < until, "no namespaces appeared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid_t = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(pid_t, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("exits soon after SIGINT")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    assert_eq!(namespaces_of(pid), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_root_it_says_why_and_exits_non_zero() {
+    if !nix_is_root() || !on_path("setpriv") {
+        eprintln!("skipped: needs root (to drop to an unprivileged user) and setpriv");
+        return;
+    }
+    let out = tokio::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_loadtest"))
+        .arg("nat")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run it as root"), "{err}");
+}
