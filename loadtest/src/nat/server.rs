@@ -59,6 +59,8 @@ fn default_turn_server() -> PathBuf {
 pub(super) struct Server {
     child: Child,
     pub(super) addr: SocketAddr,
+    /// The server's output, shown when it fails to start; deleted on drop.
+    log: PathBuf,
 }
 
 impl Server {
@@ -71,6 +73,16 @@ impl Server {
         ready_within: Duration,
     ) -> Result<Self, String> {
         let addr = SocketAddr::from((SERVER_IP, PORT));
+        if let ServerKind::Switchboard(path) = kind
+            && path.components().count() > 1
+            && !path.is_file()
+        {
+            return Err(format!("no turn-server binary at {}", path.display()));
+        }
+        let log = std::env::temp_dir().join(format!("{ns}-server.log"));
+        let out = std::fs::File::create(&log)
+            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
         let mut command = Command::new("ip");
         command.args(["netns", "exec", ns]);
         match kind {
@@ -94,24 +106,26 @@ impl Server {
                     .args(["--listening-port", &PORT.to_string()])
                     .args(["--relay-ip", &SERVER_IP.to_string()])
                     .args(["--use-auth-secret", "--realm", "switchboard"])
+                    // On argv, unlike ours: a throwaway secret for this run's lab only.
                     .arg(format!("--static-auth-secret={secret}"))
                     .args(["--log-file", "stdout", "--simple-log"]);
             }
         }
         let child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start the TURN server ({}): {e}", kind.name()))?;
-        let mut server = Self { child, addr };
+        let mut server = Self { child, addr, log };
         let deadline = Instant::now() + ready_within;
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {
                 return Err(format!(
-                    "the TURN server ({}) exited at start: {status}",
-                    kind.name()
+                    "the TURN server ({}) exited at start: {status}\n{}",
+                    kind.name(),
+                    server.log_tail()
                 ));
             }
             let probe = in_namespace(ns, move || peer::stun_binding_once(addr)).await;
@@ -120,8 +134,9 @@ impl Server {
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "the TURN server ({}) did not answer STUN on {addr} within {ready_within:?}",
-                    kind.name()
+                    "the TURN server ({}) did not answer STUN on {addr} within {ready_within:?}\n{}",
+                    kind.name(),
+                    server.log_tail()
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -129,8 +144,18 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The last lines the server printed.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.log);
         // `ip netns exec` execs the server, so this PID is the server's own.
         if let Some(pid) = self.child.id() {
             let pid = nix::unistd::Pid::from_raw(pid as i32);
