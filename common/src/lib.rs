@@ -8,6 +8,8 @@
 //! - [`telemetry`]: `tracing` set-up (JSON or text logs).
 //! - [`health`]: the `healthcheck` subcommand of every service (container health probes).
 //! - [`shutdown`]: the SIGTERM/SIGINT future behind every service's drain.
+//! - `testing` (feature `testing`, dev-dependencies only): real Redis servers and clusters on
+//!   loopback ports for the integration tests of every crate.
 
 pub mod health;
 pub mod keys;
@@ -15,4 +17,6 @@ pub mod redacted;
 pub mod redis_url;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod turn_auth;

@@ -1,9 +1,10 @@
-//! `loadtest signal` end to end against a real signal-server (embedded store) on loopback:
-//! the report counts exactly what was sent, and the JSON, the HTML report and the time series
-//! all agree.
+//! `loadtest signal` end to end against real signal-servers on loopback (the embedded store,
+//! and two replicas sharing a real redis-server): the report counts exactly what was sent, and
+//! the JSON, the HTML report and the time series all agree.
 
 use std::time::Duration;
 
+use common::testing::RedisServer;
 use loadtest::signal::{Options, Transport, run};
 use serde_json::Value;
 use signal_server::config::Config;
@@ -13,7 +14,14 @@ mod support;
 use support::{loadtest, scratch, series, sum};
 
 async fn server() -> (String, CancellationToken) {
-    let config = Config::from_args(["signal-server", "--log-format", "text"]).unwrap();
+    replica(&[]).await
+}
+
+/// A signal-server with extra flags (e.g. `--redis-url`), on a free loopback port.
+async fn replica(flags: &[&str]) -> (String, CancellationToken) {
+    let mut args = vec!["signal-server", "--log-format", "text"];
+    args.extend_from_slice(flags);
+    let config = Config::from_args(args).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
@@ -68,6 +76,62 @@ async fn reports_match_what_was_sent_on_every_transport() {
     assert_eq!(sum(report.timeline.get("errors")), 2);
     assert_eq!(sum(report.timeline.get("completed_rooms")), 0);
     stop_a.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairs_split_across_two_replicas_on_one_redis_complete_every_round() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let (a, stop_a) = replica(&["--redis-url", &url]).await;
+    let (b, stop_b) = replica(&["--redis-url", &url]).await;
+    // A replica answers watches once its Redis subscription is up (503 before): /readyz says when.
+    for base in [&a, &b] {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !reqwest::get(format!("{base}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(std::time::Instant::now() < until, "{base} never ready");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    for transport in [Transport::Sse, Transport::WebSocket, Transport::LongPoll] {
+        // Pair i writes on urls[i] and watches on urls[i + 1]: every notification crosses
+        // from one replica to the other through Redis.
+        let report = run(Options {
+            urls: vec![a.clone(), b.clone()],
+            rooms: 6,
+            rounds: 3,
+            transport,
+            rate: 0.0,
+            blob_bytes: 64,
+            max_duration: Duration::from_secs(30),
+            step_timeout: Duration::from_secs(5),
+        })
+        .await;
+        assert_eq!(report.completed_rooms, 6, "{}", report.human());
+        assert!(report.tally.errors.is_empty(), "{:?}", report.tally.errors);
+        assert_eq!(report.puts(), 6 * 3 * 2);
+        assert_eq!(report.tally.count("notify"), 6 * 3 * 2);
+        assert_eq!(sum(report.timeline.get("rounds")), 6 * 3);
+    }
+    // Both replicas did work: each created rooms (pairs alternate which one creates).
+    for base in [&a, &b] {
+        let metrics = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let created: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("sb_rooms_created_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert_eq!(created, 9.0, "{base}: 3 transports x 3 of the 6 pairs");
+    }
+    stop_a.cancel();
+    stop_b.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{EXPECTED, RedisServer, Seed, all_keys, exists, free_port, set};
+use crate::support::{Connect, EXPECTED, RedisServer, Seed, all_keys, exists, free_port, set};
 
 fn janitor(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_janitor"))

@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{RedisServer, Seed, exists, free_port};
+use crate::support::{Connect, RedisServer, Seed, exists, free_port};
 
 /// A `prometheus-pushgateway` on a free loopback port, stopped by PID on drop.
 struct Pushgateway {

@@ -3,134 +3,30 @@
 
 #![allow(unreachable_pub)]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 
-/// One redis-server child.
-pub struct RedisServer {
-    child: Child,
-    pub port: u16,
-    _dir: TempDir,
+pub use common::testing::{RedisCluster, RedisServer, free_port};
+
+/// Async connections to the shared harness's servers (common has no Redis client).
+pub trait Connect {
+    type Conn;
+    async fn conn(&self) -> Self::Conn;
 }
 
-impl RedisServer {
-    pub fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    pub fn start_with(extra: &[&str]) -> Self {
-        let port = free_port();
-        let dir = TempDir::new(&format!("redis-{port}"));
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(["--dir", dir.0.to_str().unwrap()])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (the README's test command installs it)");
-        let server = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        server.await_ping();
-        server
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub async fn conn(&self) -> MultiplexedConnection {
+impl Connect for RedisServer {
+    type Conn = MultiplexedConnection;
+    async fn conn(&self) -> MultiplexedConnection {
         redis::Client::open(self.url())
             .unwrap()
             .get_multiplexed_async_connection()
             .await
             .unwrap()
     }
-
-    pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    /// Polls PING until the server answers (it binds within milliseconds).
-    fn await_ping(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.cli(&["PING"]) == "PONG" {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("redis-server on port {} did not start", self.port);
-    }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A 3-master Redis Cluster on loopback ports.
-pub struct RedisCluster {
-    pub nodes: Vec<RedisServer>,
-}
-
-impl RedisCluster {
-    pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                ])
-            })
-            .collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let cluster = Self { nodes };
-        cluster.await_ok();
-        cluster
-    }
-
-    /// Comma-separated seed URLs, as `--redis-url` takes them.
-    pub fn url(&self) -> String {
-        self.nodes
-            .iter()
-            .map(RedisServer::url)
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    pub async fn conn(&self) -> redis::cluster_async::ClusterConnection {
+impl Connect for RedisCluster {
+    type Conn = redis::cluster_async::ClusterConnection;
+    async fn conn(&self) -> redis::cluster_async::ClusterConnection {
         let urls: Vec<String> = self.nodes.iter().map(RedisServer::url).collect();
         redis::cluster::ClusterClient::new(urls)
             .unwrap()
@@ -138,62 +34,22 @@ impl RedisCluster {
             .await
             .unwrap()
     }
-
-    /// Every key on every node, sorted.
-    pub fn all_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .nodes
-            .iter()
-            .flat_map(|n| {
-                n.cli(&["--no-raw", "KEYS", "*"])
-                    .lines()
-                    .filter_map(|l| Some(l.split_once(") ")?.1.trim_matches('"').to_owned()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        keys.sort();
-        keys
-    }
-
-    fn await_ok(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self
-                .nodes
-                .iter()
-                .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("cluster did not become ok");
-    }
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A scratch directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("janitor-test-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Every key on every node of `cluster`, sorted.
+pub fn cluster_keys(cluster: &RedisCluster) -> Vec<String> {
+    let mut keys: Vec<String> = cluster
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.cli(&["--no-raw", "KEYS", "*"])
+                .lines()
+                .filter_map(|l| Some(l.split_once(") ")?.1.trim_matches('"').to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    keys.sort();
+    keys
 }
 
 pub const MIN: u64 = 60_000;

@@ -5,7 +5,9 @@ use std::time::Duration;
 use common::keys::KeySchema;
 use janitor::{Janitor, Outcome, Policy, sweep};
 
-use crate::support::{EXPECTED, RedisServer, Seed, all_keys, counts, exists, now, pttl, set};
+use crate::support::{
+    Connect, EXPECTED, RedisServer, Seed, all_keys, counts, exists, now, pttl, set,
+};
 
 fn janitor_for(redis: &RedisServer, policy: Policy) -> Janitor {
     Janitor {

@@ -264,15 +264,7 @@ pub fn kind(v: &Value) -> &str {
 }
 
 /// A loopback port free for both TCP and UDP right now (TURN listens on both).
-pub fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+pub use common::testing::free_port;
 
 /// Sends SIGTERM to a process this test started, as Ctrl-C or Kubernetes would.
 pub fn sigterm(pid: u32) -> std::io::Result<()> {
