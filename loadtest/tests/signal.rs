@@ -79,6 +79,37 @@ async fn reports_match_what_was_sent_on_every_transport() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_rate_paces_the_puts() {
+    let (a, stop) = server().await;
+    // 5 rooms at 50 puts/s: each room puts an offer and an answer every 0.2 s, so 4 rounds
+    // cannot take less than 3 periods (0.6 s), however fast the server is.
+    let report = run(Options {
+        urls: vec![a],
+        rooms: 5,
+        rounds: 4,
+        transport: Transport::Sse,
+        rate: 50.0,
+        blob_bytes: 16,
+        max_duration: Duration::from_secs(30),
+        step_timeout: Duration::from_secs(5),
+    })
+    .await;
+    stop.cancel();
+    assert_eq!(report.completed_rooms, 5, "{}", report.human());
+    assert_eq!(report.puts(), 40);
+    assert!(
+        report.elapsed >= Duration::from_millis(600),
+        "{:?}",
+        report.elapsed
+    );
+    assert!(
+        report.puts_per_second() <= 50.0 * 1.25,
+        "{}",
+        report.human()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pairs_split_across_two_replicas_on_one_redis_complete_every_round() {
     let redis = RedisServer::start();
     let url = redis.url();
