@@ -102,11 +102,6 @@ async fn a_target_rate_paces_the_puts() {
         "{:?}",
         report.elapsed
     );
-    assert!(
-        report.puts_per_second() <= 50.0 * 1.25,
-        "{}",
-        report.human()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
