@@ -27,7 +27,7 @@ mod server;
 mod thread;
 
 pub use netns::NetnsError;
-pub use results::{Pairing, Report};
+pub use results::{COLUMNS, Pairing, Report};
 pub use rules::NatKind;
 pub use server::ServerKind;
 

@@ -157,11 +157,7 @@ impl Peer {
                         _ => {}
                     }
                 }
-                signal = self.from_other.recv() => match signal {
-                    Some(Signal::Heard) => they_heard = true,
-                    Some(other) => self.early.push(other),
-                    None => return Err("peer_gone".into()),
-                },
+                signal = self.from_other.recv() => they_heard |= self.heard_from(signal)?,
             }
         }
         // Keep answering briefly: the other side may still be waiting for an answer in flight.
@@ -255,14 +251,23 @@ impl Peer {
                         let _ = self.to_other.send(Signal::Heard).await;
                     }
                 }
-                signal = self.from_other.recv() => match signal {
-                    Some(Signal::Heard) => they_heard = true,
-                    Some(_) => {}
-                    None => return Err("peer_gone".into()),
-                },
+                signal = self.from_other.recv() => they_heard |= self.heard_from(signal)?,
             }
         }
         Ok(())
+    }
+
+    /// Whether `signal` says the other peer has heard this one; any other signal is kept for
+    /// the step that needs it.
+    fn heard_from(&mut self, signal: Option<Signal>) -> Result<bool, String> {
+        match signal {
+            Some(Signal::Heard) => Ok(true),
+            Some(other) => {
+                self.early.push(other);
+                Ok(false)
+            }
+            None => Err("peer_gone".into()),
+        }
     }
 
     /// The next signal `pick` accepts before `deadline`; `None` on timeout or if the other peer

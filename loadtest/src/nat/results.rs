@@ -62,6 +62,30 @@ impl Pairing {
         format!("{} <-> {}", self.a, self.b)
     }
 
+    /// This pairing's line of the table, in [`COLUMNS`] order (times `-` if none connected).
+    pub fn row(&self) -> [String; 10] {
+        let c = self.connect();
+        let ms = |v: f64| {
+            if c.count() == 0 {
+                "-".to_owned()
+            } else {
+                format!("{v:.1}")
+            }
+        };
+        [
+            self.name(),
+            self.trials.to_string(),
+            format!("{:.0}%", self.success_rate() * 100.0),
+            self.direct.to_string(),
+            self.relayed.to_string(),
+            self.failed.to_string(),
+            ms(c.ms_at(0.5)),
+            ms(c.ms_at(0.9)),
+            ms(c.max_ms()),
+            if self.punch_expected() { "yes" } else { "no" }.to_owned(),
+        ]
+    }
+
     pub fn success_rate(&self) -> f64 {
         (self.direct + self.relayed) as f64 / self.trials.max(1) as f64
     }
@@ -74,6 +98,33 @@ impl Pairing {
         }
         all
     }
+}
+
+/// The per-pairing table's columns, on the terminal and on the HTML page.
+pub const COLUMNS: [&str; 10] = [
+    "pairing",
+    "trials",
+    "success",
+    "direct",
+    "relayed",
+    "failed",
+    "p50 ms",
+    "p90 ms",
+    "max ms",
+    "punch expected",
+];
+
+/// Column widths on the terminal; the pairing is left-aligned, the last column unpadded.
+const WIDTHS: [usize; 9] = [42, 6, 8, 7, 8, 6, 9, 9, 9];
+
+/// One line of the terminal table.
+fn table_line(cells: &[String; 10]) -> String {
+    let mut line = format!("{:<w$}", cells[0], w = WIDTHS[0]);
+    for (cell, w) in cells[1..9].iter().zip(&WIDTHS[1..]) {
+        line.push_str(&format!(" {cell:>w$}"));
+    }
+    line.push_str(&format!("  {}\n", cells[9]));
+    line
 }
 
 /// A whole run.
@@ -135,50 +186,11 @@ impl Report {
             self.options.server.name(),
             self.options.punch_timeout,
         );
-        out.push_str(&format!(
-            "{:<42} {:>6} {:>8} {:>7} {:>8} {:>6}  {:>9} {:>9} {:>9}  {}\n",
-            "pairing",
-            "trials",
-            "success",
-            "direct",
-            "relayed",
-            "failed",
-            "p50 ms",
-            "p90 ms",
-            "max ms",
-            "punch expected"
-        ));
+        out.push_str(&table_line(&COLUMNS.map(str::to_owned)));
         for p in &self.pairings {
-            let c = p.connect();
-            let ms = |q: f64| {
-                if c.count() == 0 {
-                    "-".to_owned()
-                } else {
-                    format!("{:.1}", c.ms_at(q))
-                }
-            };
-            out.push_str(&format!(
-                "{:<42} {:>6} {:>7.0}% {:>7} {:>8} {:>6}  {:>9} {:>9} {:>9}  {}\n",
-                p.name(),
-                p.trials,
-                p.success_rate() * 100.0,
-                p.direct,
-                p.relayed,
-                p.failed,
-                ms(0.5),
-                ms(0.9),
-                if c.count() == 0 {
-                    "-".to_owned()
-                } else {
-                    format!("{:.1}", c.max_ms())
-                },
-                if p.punch_expected() { "yes" } else { "no" },
-            ));
+            out.push_str(&table_line(&p.row()));
         }
-        let errors: Tally = self.pairings.iter().fold(Tally::default(), |mut t, p| {
-            t.merge(&p.tally);
-            t
-        });
+        let errors = self.tally();
         if errors.error_count() > 0 {
             out.push_str("\nerrors:\n");
             for (kind, n) in &errors.errors {
@@ -186,5 +198,13 @@ impl Report {
             }
         }
         out
+    }
+
+    /// Time to connect by path and errors by kind, over all pairings.
+    pub fn tally(&self) -> Tally {
+        self.pairings.iter().fold(Tally::default(), |mut t, p| {
+            t.merge(&p.tally);
+            t
+        })
     }
 }

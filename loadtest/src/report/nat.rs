@@ -2,8 +2,7 @@
 //! the time to connect for each.
 
 use super::{Chart, Figure, Page, Table, plots};
-use crate::nat::Report;
-use crate::stats::Tally;
+use crate::nat::{COLUMNS, Report};
 
 impl Page {
     /// The page of a `loadtest nat` run.
@@ -14,11 +13,6 @@ impl Page {
             .pairings
             .iter()
             .fold((0, 0), |(d, rl), p| (d + p.direct, rl + p.relayed));
-        // Time to connect over all pairings, by path, and every error.
-        let tally = r.pairings.iter().fold(Tally::default(), |mut t, p| {
-            t.merge(&p.tally);
-            t
-        });
         Self {
             scenario: "nat",
             parameters: vec![
@@ -46,7 +40,7 @@ impl Page {
                     format!("{:.1}", r.elapsed.as_secs_f64()),
                 ),
             ],
-            tally,
+            tally: r.tally(),
             latency: r
                 .pairings
                 .iter()
@@ -62,47 +56,10 @@ impl Page {
 }
 
 fn pairings(r: &Report) -> Table {
-    let rows = r
-        .pairings
-        .iter()
-        .map(|p| {
-            let c = p.connect();
-            let ms = |v: f64| {
-                if c.count() == 0 {
-                    "-".to_owned()
-                } else {
-                    format!("{v:.1}")
-                }
-            };
-            vec![
-                p.name(),
-                p.trials.to_string(),
-                format!("{:.0}%", p.success_rate() * 100.0),
-                p.direct.to_string(),
-                p.relayed.to_string(),
-                p.failed.to_string(),
-                ms(c.ms_at(0.5)),
-                ms(c.ms_at(0.9)),
-                ms(c.max_ms()),
-                if p.punch_expected() { "yes" } else { "no" }.to_owned(),
-            ]
-        })
-        .collect();
     Table {
         id: "pairings",
         title: "NAT pairings".to_owned(),
-        header: vec![
-            "pairing",
-            "trials",
-            "success",
-            "direct",
-            "relayed",
-            "failed",
-            "p50 ms",
-            "p90 ms",
-            "max ms",
-            "punching expected to work",
-        ],
-        rows,
+        header: COLUMNS.to_vec(),
+        rows: r.pairings.iter().map(|p| p.row().to_vec()).collect(),
     }
 }
