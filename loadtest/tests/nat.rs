@@ -14,17 +14,13 @@ use serde_json::Value;
 
 #[allow(dead_code)] // each test binary uses its own part of it
 mod support;
-use support::{loadtest, scratch};
+use support::{json_stdout, loadtest, scratch};
 
 /// Why namespaces cannot be made here, if they cannot.
 fn skip_reason() -> Option<String> {
-    if !nix_is_root() {
-        return Some("not root".into());
-    }
-    for tool in ["ip", "nft"] {
-        if !on_path(tool) {
-            return Some(format!("`{tool}` is not installed"));
-        }
+    // Root, `ip` and `nft`: what the binary itself checks before it builds anything.
+    if let Err(why) = loadtest::nat::check_prerequisites() {
+        return Some(why);
     }
     // Tests run in parallel: each probes with its own name.
     static PROBES: AtomicU32 = AtomicU32::new(0);
@@ -83,16 +79,6 @@ fn namespaces_of(pid: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn json(out: &std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "loadtest nat failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON report")
-}
-
 /// Every pairing connected every trial, directly exactly where punching can work.
 fn assert_matrix(report: &Value, trials: u64) {
     let pairings = report["pairings"].as_array().unwrap();
@@ -145,7 +131,7 @@ async fn every_nat_pairing_connects_directly_where_punching_can_work_else_throug
         html.to_str().unwrap(),
     ])
     .await;
-    let report = json(&out);
+    let report = json_stdout(&out);
     assert_eq!(
         report["pairings"].as_array().unwrap().len(),
         10,
@@ -176,7 +162,7 @@ async fn coturn_relays_the_pairs_punching_cannot_connect() {
         "--no-progress",
     ])
     .await;
-    let report = json(&out);
+    let report = json_stdout(&out);
     assert_matrix(&report, 1);
     assert!(
         report["options"]["server"]

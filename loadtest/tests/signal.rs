@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use common::testing::RedisServer;
 use loadtest::signal::{Options, Transport, run};
-use serde_json::Value;
 use signal_server::config::Config;
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::{loadtest, scratch, series, sum};
+use support::{json_stdout, loadtest, scratch, series, sum};
 
 async fn server() -> (String, CancellationToken) {
     replica(&[]).await
@@ -29,22 +28,26 @@ async fn replica(flags: &[&str]) -> (String, CancellationToken) {
     (base, shutdown)
 }
 
+/// `rooms` pairs doing `rounds` rounds as fast as they can, 64-byte blobs, generous limits.
+fn options(urls: Vec<String>, rooms: usize, rounds: usize, transport: Transport) -> Options {
+    Options {
+        urls,
+        rooms,
+        rounds,
+        transport,
+        rate: 0.0,
+        blob_bytes: 64,
+        max_duration: Duration::from_secs(30),
+        step_timeout: Duration::from_secs(5),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_match_what_was_sent_on_every_transport() {
     let (a, stop_a) = server().await;
     for transport in [Transport::Sse, Transport::WebSocket, Transport::LongPoll] {
         // Two in-memory servers do not share rooms, so pairs stay on one URL here.
-        let report = run(Options {
-            urls: vec![a.clone()],
-            rooms: 4,
-            rounds: 3,
-            transport,
-            rate: 0.0,
-            blob_bytes: 64,
-            max_duration: Duration::from_secs(30),
-            step_timeout: Duration::from_secs(5),
-        })
-        .await;
+        let report = run(options(vec![a.clone()], 4, 3, transport)).await;
         assert_eq!(report.completed_rooms, 4, "{}", report.human());
         assert!(report.tally.errors.is_empty(), "{:?}", report.tally.errors);
         assert_eq!(report.puts(), 4 * 3 * 2);
@@ -61,14 +64,10 @@ async fn reports_match_what_was_sent_on_every_transport() {
     }
     // Errors are counted by kind, not hidden: a server that is not there fails every room.
     let report = run(Options {
-        urls: vec!["http://127.0.0.1:9".into()],
-        rooms: 2,
-        rounds: 1,
-        transport: Transport::Sse,
-        rate: 0.0,
         blob_bytes: 8,
         max_duration: Duration::from_secs(10),
         step_timeout: Duration::from_secs(2),
+        ..options(vec!["http://127.0.0.1:9".into()], 2, 1, Transport::Sse)
     })
     .await;
     assert_eq!(report.completed_rooms, 0);
@@ -84,14 +83,9 @@ async fn a_target_rate_paces_the_puts() {
     // 5 rooms at 50 puts/s: each room puts an offer and an answer every 0.2 s, so 4 rounds
     // cannot take less than 3 periods (0.6 s), however fast the server is.
     let report = run(Options {
-        urls: vec![a],
-        rooms: 5,
-        rounds: 4,
-        transport: Transport::Sse,
         rate: 50.0,
         blob_bytes: 16,
-        max_duration: Duration::from_secs(30),
-        step_timeout: Duration::from_secs(5),
+        ..options(vec![a], 5, 4, Transport::Sse)
     })
     .await;
     stop.cancel();
@@ -124,17 +118,7 @@ async fn pairs_split_across_two_replicas_on_one_redis_complete_every_round() {
     for transport in [Transport::Sse, Transport::WebSocket, Transport::LongPoll] {
         // Pair i writes on urls[i] and watches on urls[i + 1]: every notification crosses
         // from one replica to the other through Redis.
-        let report = run(Options {
-            urls: vec![a.clone(), b.clone()],
-            rooms: 6,
-            rounds: 3,
-            transport,
-            rate: 0.0,
-            blob_bytes: 64,
-            max_duration: Duration::from_secs(30),
-            step_timeout: Duration::from_secs(5),
-        })
-        .await;
+        let report = run(options(vec![a.clone(), b.clone()], 6, 3, transport)).await;
         assert_eq!(report.completed_rooms, 6, "{}", report.human());
         assert!(report.tally.errors.is_empty(), "{:?}", report.tally.errors);
         assert_eq!(report.puts(), 6 * 3 * 2);
@@ -185,10 +169,9 @@ async fn cli_json_html_report_and_time_series_agree() {
     ])
     .await;
     stop.cancel();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     // stdout is the JSON and nothing else: no progress bar there (nor on a non-terminal stderr).
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = json_stdout(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("rooms"), "{stderr}");
     assert_eq!(json["completed_rooms"], 3);
     assert_eq!(json["puts"], 3 * 2 * 2);

@@ -7,13 +7,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use loadtest::turn::{CredentialSource, Options, Report, Transport, run};
-use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use turn_server::config::Config;
 
 mod support;
-use support::{loadtest, loadtest_env, scratch, series, sum};
+use support::{json_stdout, loadtest, loadtest_env, scratch, series, sum};
 
 /// Our turn-server on loopback (UDP and TCP listeners), accepting `load-secret` and relaying
 /// within 127.0.0.0/8.
@@ -196,12 +195,7 @@ async fn relays_over_tcp_with_refreshes_and_reports_what_arrived() {
     )
     .await;
     turn.stop();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = json_stdout(&out);
     assert_eq!(json["transport"], "tcp");
     assert_eq!(json["ready_pairs"], 1);
 }
@@ -294,10 +288,9 @@ async fn cli_json_html_report_and_time_series_agree() {
     ])
     .await;
     turn.stop();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     // stdout is the JSON and nothing else; no progress bar on a non-terminal stderr either.
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = json_stdout(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("packets/s"), "{stderr}");
     assert_eq!(json["ready_pairs"], 2);
     assert_eq!(json["transport"], "udp", "the default");

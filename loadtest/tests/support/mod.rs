@@ -27,6 +27,18 @@ pub(crate) async fn loadtest_env(args: &[&str], env: &[(&str, &str)]) -> std::pr
         .unwrap()
 }
 
+/// The JSON report a successful run printed on stdout; a failed run fails the test with its
+/// stderr and stdout.
+pub(crate) fn json_stdout(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "loadtest failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is the JSON report and nothing else")
+}
+
 /// A fresh directory for this test's files.
 pub(crate) fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("loadtest-{name}-{}", std::process::id()));
