@@ -3,8 +3,6 @@
 //! loopback ports, stopped by PID when dropped, plus free ports and scratch directories.
 //! Tests use real Redis, never a mock; `scripts/test` installs redis-server and redis-cli.
 
-#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

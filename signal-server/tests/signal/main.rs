@@ -76,63 +76,44 @@ fn cluster() -> (
     redis(cluster.url(), cluster)
 }
 
-suite_on!(
-    memory_store,
-    memory(),
-    [
-        rooms_lifecycle,
-        blobs_versions_and_preconditions,
-        ttls_follow_server_time,
-        sse_sees_every_change_in_order,
-        sse_resumes_from_last_event_id,
-        change_log_serves_exactly_its_length,
-        websocket_watch,
-        long_poll,
-        watchers_see_room_expiry,
-        turn_credentials,
-        abuse_limits,
-        ops_endpoints,
-        shutdown_ends_streams_with_a_final_event,
-        firebase_rest,
-        firebase_limits,
-        firebase_streams,
-        firebase_admin_listing,
-        twilio_tokens,
-        peerjs_http,
-        peerjs_connect_rules,
-        peerjs_relay_rules,
-        peerjs_queue_bounds_and_liveness,
-    ]
-);
+/// Every case of the shared suite, on one backend: the embedded store and a single Redis must
+/// pass the same list (a case added here runs on both).
+macro_rules! full_suite_on {
+    ($backend:ident, $boot:expr) => {
+        suite_on!(
+            $backend,
+            $boot,
+            [
+                rooms_lifecycle,
+                blobs_versions_and_preconditions,
+                ttls_follow_server_time,
+                sse_sees_every_change_in_order,
+                sse_resumes_from_last_event_id,
+                change_log_serves_exactly_its_length,
+                websocket_watch,
+                long_poll,
+                watchers_see_room_expiry,
+                turn_credentials,
+                abuse_limits,
+                ops_endpoints,
+                shutdown_ends_streams_with_a_final_event,
+                firebase_rest,
+                firebase_limits,
+                firebase_streams,
+                firebase_admin_listing,
+                twilio_tokens,
+                peerjs_http,
+                peerjs_connect_rules,
+                peerjs_relay_rules,
+                peerjs_queue_bounds_and_liveness,
+            ]
+        );
+    };
+}
 
-suite_on!(
-    redis_store,
-    single_redis(),
-    [
-        rooms_lifecycle,
-        blobs_versions_and_preconditions,
-        ttls_follow_server_time,
-        sse_sees_every_change_in_order,
-        sse_resumes_from_last_event_id,
-        change_log_serves_exactly_its_length,
-        websocket_watch,
-        long_poll,
-        watchers_see_room_expiry,
-        turn_credentials,
-        abuse_limits,
-        ops_endpoints,
-        shutdown_ends_streams_with_a_final_event,
-        firebase_rest,
-        firebase_limits,
-        firebase_streams,
-        firebase_admin_listing,
-        twilio_tokens,
-        peerjs_http,
-        peerjs_connect_rules,
-        peerjs_relay_rules,
-        peerjs_queue_bounds_and_liveness,
-    ]
-);
+full_suite_on!(memory_store, memory());
+
+full_suite_on!(redis_store, single_redis());
 
 suite_on!(
     redis_cluster,
