@@ -255,12 +255,8 @@ async fn turn(args: TurnArgs) -> anyhow::Result<bool> {
 }
 
 /// Runs `loadtest nat`; false if a trial connected neither directly nor through the relay.
-/// Not root (or no `ip`/`nft`): a message and exit status 2.
+/// Bad flags: an error (exit 1). Not root (or no `ip`/`nft`): a message and exit status 2.
 async fn nat(args: NatArgs) -> anyhow::Result<bool> {
-    if let Err(why) = nat::check_prerequisites() {
-        eprintln!("loadtest nat: {why}");
-        std::process::exit(2);
-    }
     if args.kinds.is_empty() || args.trials == 0 || args.trials > 1000 {
         bail!("--kinds must name at least one NAT kind and --trials be 1 to 1000");
     }
@@ -269,6 +265,11 @@ async fn nat(args: NatArgs) -> anyhow::Result<bool> {
     }
     if args.punch_timeout > Duration::from_secs(60) || args.step_timeout > Duration::from_secs(60) {
         bail!("--punch-timeout and --step-timeout must be at most 60s");
+    }
+    // Flags first, so a bad one is named whoever runs it; then what building the lab needs.
+    if let Err(why) = nat::check_prerequisites() {
+        eprintln!("loadtest nat: {why}");
+        std::process::exit(2);
     }
     let file = args.output.prepare()?;
     let options = nat::Options {

@@ -224,3 +224,27 @@ async fn without_root_it_says_why_and_exits_non_zero() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("run it as root"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_flags_are_refused_with_a_message_before_anything_is_built() {
+    for (flags, code, says) in [
+        (&["--trials", "0"][..], 1, "--trials be 1 to 1000"),
+        (&["--trials", "1001"], 1, "--trials be 1 to 1000"),
+        (
+            &["--concurrency", "121"],
+            1,
+            "--concurrency must be 1 to 120",
+        ),
+        (&["--punch-timeout", "61s"], 1, "at most 60s"),
+        (&["--kinds", "cone"], 2, "unknown NAT kind \"cone\""),
+        (&["--kinds", ""], 2, "unknown NAT kind"),
+    ] {
+        let mut args = vec!["nat", "--no-progress"];
+        args.extend_from_slice(flags);
+        let out = loadtest(&args).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{flags:?}: {err}");
+        assert!(err.contains(says), "{flags:?}: {err}");
+        assert!(out.stdout.is_empty(), "{flags:?}: no report");
+    }
+}
