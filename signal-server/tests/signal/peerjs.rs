@@ -271,6 +271,13 @@ pub async fn peerjs_across_replicas(url: &str) {
     bob.send(json!({"type": "ANSWER", "dst": "alice", "payload": {}}))
         .await;
     assert_eq!(alice.next().await.unwrap()["src"], "bob");
+    // Bob re-attaches on A with his token: B closes the old socket, and its leave does not
+    // unregister the new one, so the next offer reaches the new socket, not a queue.
+    let mut bob_on_a = Client::connect(&a, "key=peerjs&id=bob&token=tb").await;
+    assert_eq!(bob.next().await, None, "the replaced socket on B is closed");
+    alice.send(offer("bob", 4)).await;
+    assert_eq!(bob_on_a.next().await.unwrap()["payload"]["n"], 4);
+    alice.quiet().await;
     // Queued on A, delivered when the destination connects to B.
     alice.send(offer("carol", 2)).await;
     let mut carol = Client::open(&b, "carol", "tc").await;

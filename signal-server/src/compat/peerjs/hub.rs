@@ -2,9 +2,11 @@
 //! the destination's socket is on this replica, over Redis pub/sub when it is on another, into
 //! a bounded queue when it is offline (delivered when it connects, or expired by its sender).
 //!
-//! With Redis, an ID is registered as `{p}:{peerjs:KEY:ID}:peer` holding the client's token
-//! with a TTL of the liveness timeout, so an ID is unique across replicas and a crashed
-//! replica's IDs free themselves. Each step that must not race (register and drain the queue;
+//! With Redis, an ID is registered as `{p}:{peerjs:KEY:ID}:peer` holding the socket's owner
+//! (replica and session) followed by the client's token, with a TTL of the liveness timeout, so
+//! an ID is unique across replicas and a crashed replica's IDs free themselves. A re-attach
+//! with the same token takes the registration over and tells every replica to close the
+//! socket it replaced; that socket's later leave or refresh no longer matches the value. Each step that must not race (register and drain the queue;
 //! check the registration and publish or queue) is one Lua script on the ID's hash slot.
 
 use std::collections::{HashMap, VecDeque};
@@ -53,6 +55,8 @@ pub enum Sent {
 struct LocalPeer {
     token: String,
     session: u64,
+    /// [`Hub::owner`] of the session, so a takeover announced by another replica spares it.
+    owner: String,
     tx: mpsc::Sender<Outbound>,
 }
 
@@ -63,11 +67,15 @@ struct Queued {
     t: String,
 }
 
-/// A message crossing replicas.
-#[derive(Debug, Serialize, Deserialize)]
+/// A message crossing replicas: a frame for `dst`, or news that the socket `replaced_by` now
+/// holds `dst`, so any other socket holding it must close.
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Relayed {
     dst: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replaced_by: Option<String>,
 }
 
 /// Limits the hub enforces.
@@ -85,7 +93,12 @@ pub struct Hub {
     local: Mutex<HashMap<String, LocalPeer>>,
     backend: Backend,
     next_session: AtomicU64,
+    /// Tells this replica's sessions from every other's in the registrations.
+    replica: u64,
 }
+
+/// Length of [`Hub::owner`]: the registration's value is the owner, then the token.
+const OWNER_LEN: usize = 32;
 
 enum Backend {
     Memory {
@@ -120,11 +133,15 @@ impl Scripts {
     }
 }
 
-/// SET the registration unless another token holds it; then hand over the queue.
+/// SET the registration (ARGV[1], owner then token) unless another token holds it; announce a
+/// takeover from another owner so its replica closes the old socket; hand over the queue.
 const JOIN: &str = r"
 local cur = redis.call('GET', KEYS[1])
 local status = 'open'
-if cur == ARGV[1] then status = 'reattached'
+local owner_len = tonumber(ARGV[3])
+if cur and string.sub(cur, owner_len + 1) == string.sub(ARGV[1], owner_len + 1) then
+  status = 'reattached'
+  if cur ~= ARGV[1] then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 elseif cur then return {'taken'} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local queued = redis.call('LRANGE', KEYS[2], 0, -1)
@@ -145,7 +162,7 @@ redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return 'queued'
 ";
 
-/// Keep the registration alive while its token holds it (re-SET if it lapsed).
+/// Keep the registration alive while this session holds it (re-SET if it lapsed).
 const REFRESH: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if cur == false or cur == ARGV[1] then
@@ -177,7 +194,18 @@ impl Hub {
             local: Mutex::default(),
             backend,
             next_session: AtomicU64::new(1),
+            replica: rand::random(),
         }
+    }
+
+    /// Who holds a registration: this replica and one of its sessions ([`OWNER_LEN`] chars).
+    fn owner(&self, session: u64) -> String {
+        format!("{:016x}{session:016x}", self.replica)
+    }
+
+    /// The registration's value in Redis.
+    fn registration(&self, session: u64, token: &str) -> String {
+        self.owner(session) + token
     }
 
     pub fn limits(&self) -> HubLimits {
@@ -218,13 +246,14 @@ impl Hub {
             LocalPeer {
                 token: token.to_owned(),
                 session,
+                owner: self.owner(session),
                 tx,
             },
         );
         if let Some(old) = old {
             let _ = old.tx.try_send(Outbound::Replaced);
         }
-        let join = match self.take_queue(id, token, held_here).await {
+        let join = match self.take_queue(id, token, session, held_here).await {
             Ok(join) => join,
             Err(err) => {
                 self.forget_session(id, session);
@@ -239,7 +268,13 @@ impl Hub {
 
     /// Registers `id` in the store and hands over its queue: `Open`/`Reattached` with the
     /// queued frames, or `Taken` when another token holds it.
-    async fn take_queue(&self, id: &str, token: &str, held_here: bool) -> Result<Join, StoreError> {
+    async fn take_queue(
+        &self,
+        id: &str,
+        token: &str,
+        session: u64,
+        held_here: bool,
+    ) -> Result<Join, StoreError> {
         Ok(match &self.backend {
             Backend::Memory { queues } => {
                 let queued = queues.lock().expect("queue lock poisoned").remove(id);
@@ -253,12 +288,22 @@ impl Hub {
             Backend::Redis { store, scripts } => {
                 let keys = store.keys().peerjs_keys(&self.api_key, id);
                 let alive = self.limits.alive.as_millis().to_string();
+                let takeover = serde_json::to_string(&Relayed {
+                    dst: id.to_owned(),
+                    replaced_by: Some(self.owner(session)),
+                    ..Relayed::default()
+                })
+                .unwrap_or_default();
+                let args = [
+                    self.registration(session, token),
+                    alive,
+                    OWNER_LEN.to_string(),
+                    store.keys().peerjs_channel(),
+                    takeover,
+                ];
+                let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
                 let (status, queued): (String, Vec<String>) = match store
-                    .eval::<redis::Value>(
-                        &scripts.join,
-                        &keys,
-                        &[token.as_bytes(), alive.as_bytes()],
-                    )
+                    .eval::<redis::Value>(&scripts.join, &keys, &args)
                     .await?
                 {
                     redis::Value::Array(items) => {
@@ -297,18 +342,19 @@ impl Hub {
         }
     }
 
-    /// Refreshes the registration's TTL; `false` if another token now holds the ID.
-    pub async fn refresh(&self, id: &str, token: &str) -> Result<bool, StoreError> {
+    /// Refreshes the registration's TTL; `false` if another socket now holds the ID.
+    pub async fn refresh(&self, id: &str, token: &str, session: u64) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Memory { .. } => Ok(true),
             Backend::Redis { store, scripts } => {
                 let keys = store.keys().peerjs_keys(&self.api_key, id);
                 let alive = self.limits.alive.as_millis().to_string();
+                let value = self.registration(session, token);
                 let held: i64 = store
                     .eval(
                         &scripts.refresh,
                         &keys[..1],
-                        &[token.as_bytes(), alive.as_bytes()],
+                        &[value.as_bytes(), alive.as_bytes()],
                     )
                     .await?;
                 Ok(held == 1)
@@ -331,8 +377,9 @@ impl Hub {
         }
         if let Backend::Redis { store, scripts } = &self.backend {
             let keys = store.keys().peerjs_keys(&self.api_key, id);
+            let value = self.registration(session, token);
             if let Err(err) = store
-                .eval::<i64>(&scripts.leave, &keys[..1], &[token.as_bytes()])
+                .eval::<i64>(&scripts.leave, &keys[..1], &[value.as_bytes()])
                 .await
             {
                 // Its TTL frees the ID anyway.
@@ -373,6 +420,7 @@ impl Hub {
                 let relayed = serde_json::to_string(&Relayed {
                     dst: dst.to_owned(),
                     text: text.clone(),
+                    replaced_by: None,
                 })
                 .unwrap_or_default();
                 let queued = serde_json::to_string(&Queued {
@@ -466,13 +514,28 @@ impl Hub {
         }
     }
 
-    /// Delivers a message another replica published, if its destination is here.
+    /// Delivers a message a replica published, if its destination is here; or closes the
+    /// socket here that a re-attach elsewhere replaced.
     pub fn deliver_remote(&self, payload: &[u8]) {
         match serde_json::from_slice::<Relayed>(payload) {
+            Ok(Relayed {
+                dst,
+                replaced_by: Some(owner),
+                ..
+            }) => self.close_replaced(&dst, &owner),
             Ok(relayed) => {
                 self.deliver_local(&relayed.dst, &relayed.text);
             }
             Err(err) => tracing::warn!(%err, "malformed PeerJS relay message"),
+        }
+    }
+
+    fn close_replaced(&self, id: &str, new_owner: &str) {
+        if let Some(peer) = self.lock_local().get(id)
+            && peer.owner != new_owner
+        {
+            // If its queue is full the next refresh finds the registration gone and closes it.
+            let _ = peer.tx.try_send(Outbound::Replaced);
         }
     }
 

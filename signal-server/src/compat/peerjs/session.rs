@@ -91,6 +91,7 @@ pub(super) async fn run<S>(
         ip,
         id: &id,
         token: &token,
+        session,
         tx,
         pending_expiry: HashMap::new(),
         last_refresh: Instant::now(),
@@ -105,6 +106,7 @@ struct Peer<'a> {
     ip: IpAddr,
     id: &'a str,
     token: &'a str,
+    session: u64,
     /// This socket's own queue, for EXPIRE notices from expiry timers.
     tx: mpsc::Sender<Outbound>,
     /// Per offline destination, ids of messages queued for it whose expiry is pending.
@@ -254,7 +256,7 @@ impl Peer<'_> {
             return;
         }
         self.last_refresh = Instant::now();
-        match self.hub.refresh(self.id, self.token).await {
+        match self.hub.refresh(self.id, self.token, self.session).await {
             Ok(true) => {}
             Ok(false) => {
                 let _ = self.tx.try_send(Outbound::Replaced);
