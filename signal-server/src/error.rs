@@ -70,13 +70,17 @@ impl IntoResponse for ApiError {
         let body = json!({"error": {"code": self.code, "message": self.message}});
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(after) = self.retry_after {
-            // Retry-After is whole seconds; round up so clients never retry early.
-            let secs = after.as_millis().div_ceil(1000).max(1);
-            if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+            set_retry_after(&mut response, after);
         }
         response
+    }
+}
+
+/// Sets `Retry-After`, in whole seconds rounded up so clients never retry early.
+pub fn set_retry_after(response: &mut Response, after: Duration) {
+    let secs = after.as_millis().div_ceil(1000).max(1);
+    if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -26,7 +26,6 @@ use crate::app::{AppState, ClientIp};
 use crate::error::ApiError;
 use crate::limits::Bucket;
 use crate::model::{Blob, NameError, Precondition, PutBlob, RoomCode, SlotName};
-use crate::routes::ApiPath;
 use crate::routes::blobs::read_body;
 use crate::store::StoreError;
 
@@ -100,6 +99,16 @@ impl Target {
     }
 }
 
+/// `axum::extract::Path` answering bad input in Firebase's error shape.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(FirebaseError))]
+struct FbPath<T>(T);
+
+/// `axum::extract::Query` answering bad input in Firebase's error shape.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(FirebaseError))]
+struct FbQuery<T>(T);
+
 /// A Firebase-shaped error: `{"error": message}` with the native error's status.
 #[derive(Debug)]
 pub struct FirebaseError(ApiError);
@@ -133,12 +142,17 @@ pub struct ListParams {
 async fn list(
     State(state): State<AppState>,
     method: Method,
-    Query(params): Query<ListParams>,
+    FbQuery(params): FbQuery<ListParams>,
     headers: HeaderMap,
 ) -> FbResult {
     let settings = firebase(&state)?;
     if method != Method::GET {
-        return Err(not_allowed());
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "the room listing supports GET only",
+        )
+        .into());
     }
     let allowed = match (&settings.admin_secret, &params.auth) {
         (Some(secret), Some(given)) => bool::from(secret.as_bytes().ct_eq(given.as_bytes())),
@@ -195,7 +209,7 @@ async fn room(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     method: Method,
-    ApiPath(file): ApiPath<String>,
+    FbPath(file): FbPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> FbResult {
@@ -209,7 +223,7 @@ async fn slot(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     method: Method,
-    ApiPath((room, file)): ApiPath<(String, String)>,
+    FbPath((room, file)): FbPath<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> FbResult {
@@ -246,14 +260,19 @@ async fn serve(
             Ok(json(value))
         }
         Method::PUT => {
-            let data = read_body(&headers, body, state.settings.max_blob_bytes).await?;
-            let value: Value = serde_json::from_slice(&data).map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_json",
-                    "Invalid data; couldn't parse JSON object, array, or value.",
-                )
-            })?;
-            bounded(&state, write(&state, ip, &target, &value)).await?;
+            // The upload counts against the time limit too, as on the native PUT.
+            let value = bounded(&state, async {
+                let data = read_body(&headers, body, state.settings.max_blob_bytes).await?;
+                let value: Value = serde_json::from_slice(&data).map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_json",
+                        "Invalid data; couldn't parse JSON object, array, or value.",
+                    )
+                })?;
+                write(&state, ip, &target, &value).await?;
+                Ok(value)
+            })
+            .await?;
             Ok(json(value))
         }
         Method::DELETE => {

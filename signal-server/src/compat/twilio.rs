@@ -5,8 +5,9 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequestParts, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -16,8 +17,12 @@ use subtle::ConstantTimeEq;
 
 use super::CompatConfig;
 use crate::app::{AppState, ClientIp};
+use crate::error::{ApiError, set_retry_after};
 use crate::limits::Bucket;
-use crate::routes::ApiPath;
+use crate::routes::blobs::read_body;
+
+/// Largest form body read: the only field is `Ttl`.
+const MAX_FORM_BYTES: usize = 4096;
 
 /// Twilio's own ceiling for a token's `Ttl`.
 const MAX_TTL: Duration = Duration::from_secs(48 * 3600);
@@ -60,7 +65,13 @@ struct TwilioError {
     status: StatusCode,
     code: u32,
     message: String,
+    retry_after: Option<Duration>,
 }
+
+/// `axum::extract::Path` answering bad input in Twilio's error shape.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(TwilioError))]
+struct TwilioPath<T>(T);
 
 impl TwilioError {
     fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
@@ -68,6 +79,7 @@ impl TwilioError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -80,17 +92,30 @@ impl IntoResponse for TwilioError {
             "more_info": format!("https://www.twilio.com/docs/errors/{}", self.code),
             "status": self.status.as_u16(),
         });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            set_retry_after(&mut response, after);
+        }
+        response
     }
 }
 
-impl From<crate::error::ApiError> for TwilioError {
-    fn from(err: crate::error::ApiError) -> Self {
-        Self::new(
-            err.status,
-            20_000 + u32::from(err.status.as_u16()),
-            err.message,
-        )
+impl From<ApiError> for TwilioError {
+    fn from(err: ApiError) -> Self {
+        Self {
+            retry_after: err.retry_after,
+            ..Self::new(
+                err.status,
+                20_000 + u32::from(err.status.as_u16()),
+                err.message,
+            )
+        }
+    }
+}
+
+impl From<PathRejection> for TwilioError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::from(rejection).into()
     }
 }
 
@@ -98,9 +123,9 @@ impl From<crate::error::ApiError> for TwilioError {
 async fn create_token(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    ApiPath(sid): ApiPath<String>,
+    TwilioPath(sid): TwilioPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, TwilioError> {
     let Some(twilio) = &state.settings.compat.twilio else {
         return Err(TwilioError::new(
@@ -116,6 +141,21 @@ async fn create_token(
             "Authenticate",
         ));
     }
+    // This layer sits outside the request time limit, so the upload is bounded here.
+    let body = tokio::time::timeout(
+        state.settings.request_timeout,
+        read_body(&headers, body, MAX_FORM_BYTES),
+    )
+    .await
+    .map_err(|_| ApiError::timeout())?
+    .map_err(|err| match err.status {
+        StatusCode::PAYLOAD_TOO_LARGE => TwilioError::new(
+            err.status,
+            20413,
+            format!("the form body exceeds {MAX_FORM_BYTES} bytes"),
+        ),
+        _ => err.into(),
+    })?;
     let ttl = requested_ttl(&body)?.unwrap_or(state.settings.turn_ttl);
     // Our credentials never outlive the server's configured TURN TTL.
     let ttl = ttl.min(state.settings.turn_ttl);

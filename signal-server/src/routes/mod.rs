@@ -1,12 +1,15 @@
 //! HTTP handlers, one file per resource, and the extractors they share.
 
 pub mod blobs;
+pub mod openapi;
 pub mod ops;
 pub mod rooms;
 pub mod watch;
 
 use axum::extract::FromRequestParts;
 use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::request::Parts;
 
 use crate::error::ApiError;
 use crate::model::{RoomCode, SlotName};
@@ -20,6 +23,26 @@ pub struct ApiPath<T>(pub T);
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
+
+/// `WebSocketUpgrade` answering a request that is no WebSocket handshake with our JSON error.
+pub struct ApiWebSocket(pub WebSocketUpgrade);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiWebSocket {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        WebSocketUpgrade::from_request_parts(parts, state)
+            .await
+            .map(Self)
+            .map_err(|rejection| {
+                ApiError::new(
+                    rejection.status(),
+                    "websocket_required",
+                    rejection.body_text(),
+                )
+            })
+    }
+}
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {

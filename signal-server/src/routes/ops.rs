@@ -12,8 +12,6 @@ use crate::app::{AppState, ClientIp};
 use crate::error::ApiError;
 use crate::limits::Bucket;
 
-const OPENAPI: &str = include_str!("../../openapi.json");
-
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
@@ -46,10 +44,6 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiPath, ApiQuery, room_code};
+use super::{ApiPath, ApiQuery, ApiWebSocket, room_code};
 use crate::app::{AppState, ClientIp};
 use crate::error::ApiError;
 use crate::limits::WatchPermit;
@@ -138,7 +138,7 @@ pub async fn websocket(
     ClientIp(ip): ClientIp,
     ApiPath(raw): ApiPath<String>,
     ApiQuery(params): ApiQuery<WatchParams>,
-    upgrade: WebSocketUpgrade,
+    ApiWebSocket(upgrade): ApiWebSocket,
 ) -> Result<Response, ApiError> {
     // Open before upgrading, so a missing room or an outage is a plain HTTP error.
     let watch = open(&state, ip, &raw, &params, params.after, "websocket").await?;

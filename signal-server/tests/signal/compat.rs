@@ -154,6 +154,12 @@ pub async fn firebase_rest(boot: Boot<'_>) {
         .await
         .unwrap();
     fb_error(post, 405).await;
+    // Bad paths and queries get the Firebase shape too, never the framework's plain text.
+    fb_error(fb_put(&s, "/rooms/%FF/offer.json", "1").await, 400).await;
+    let twice = s.get(&format!("{FB}/rooms.json?auth=a&auth=b")).await;
+    fb_error(twice, 400).await;
+    let put_listing = fb_put(&s, "/rooms.json", "1").await;
+    assert!(fb_error(put_listing, 405).await.contains("GET only"));
     for slot in ["a", "b", "c"] {
         fb_put(&s, &format!("/rooms/FULL01/{slot}.json"), "1").await;
     }
@@ -352,6 +358,25 @@ pub async fn twilio_tokens(boot: Boot<'_>) {
     }
     let r = s.http.post(s.url(path)).send().await.unwrap();
     assert_eq!(r.status(), 401);
+    // Oversized forms and undecodable paths answer in Twilio's shape.
+    let big = s
+        .http
+        .post(s.url(path))
+        .basic_auth("AC0123", Some("tok3n"))
+        .body(format!("Ttl=60&pad={}", "x".repeat(5000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 413);
+    assert_eq!(big.json::<Value>().await.unwrap()["code"], 20413);
+    let r = s
+        .http
+        .post(s.url("/2010-04-01/Accounts/%FF/Tokens.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], 20400);
     // Another account's path with valid credentials for ours.
     let r = s
         .http
@@ -361,10 +386,132 @@ pub async fn twilio_tokens(boot: Boot<'_>) {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // Rate limited like the native API, with Retry-After.
+    let limited = boot(&[
+        "--twilio-account-sid",
+        "AC0123",
+        "--twilio-auth-token",
+        "tok3n",
+        "--turn-secrets",
+        "s",
+        "--turn-urls",
+        "turn:127.0.0.1:3478",
+        "--writes-per-second",
+        "1",
+    ])
+    .await;
+    let mut refused = None;
+    for _ in 0..4 {
+        let r = limited
+            .http
+            .post(limited.url(path))
+            .basic_auth("AC0123", Some("tok3n"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            refused = Some(r);
+            break;
+        }
+    }
+    let refused = refused.expect("the write bucket runs dry");
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(refused.json::<Value>().await.unwrap()["code"], 20429);
     // Off unless configured.
     let off = boot(&[]).await;
     assert_eq!(
         off.http.post(off.url(path)).send().await.unwrap().status(),
         404
     );
+}
+
+/// Every path and method `/openapi.json` lists reaches a handler (never the router's
+/// fallback), the compatibility layers' paths follow their configured mounts, and disabled
+/// layers are not described.
+pub async fn openapi_describes_every_mounted_route() {
+    let twilio = ["--twilio-account-sid", "AC0123", "--twilio-auth-token", "t"];
+    let s = Server::start(None, &twilio).await;
+    let spec = spec_paths(&s).await;
+    for layer in ["firebase", "peerjs", "twilio"] {
+        assert!(
+            spec.iter().any(|(_, l)| l.as_deref() == Some(layer)),
+            "no {layer} path in the spec"
+        );
+    }
+    assert_every_path_is_routed(&s).await;
+
+    let moved = Server::start(
+        None,
+        &["--firebase-prefix", "/fb", "--peerjs-path", "/sig/"],
+    )
+    .await;
+    for (path, layer) in spec_paths(&moved).await {
+        match layer.as_deref() {
+            Some("firebase") => assert!(path.starts_with("/fb/"), "{path}"),
+            Some("peerjs") => assert!(path.starts_with("/sig"), "{path}"),
+            Some(other) => panic!("{other} is disabled but {path} is described"),
+            None => assert!(path.starts_with('/'), "{path}"),
+        }
+    }
+    assert_every_path_is_routed(&moved).await;
+
+    let off = Server::start(None, &["--firebase-prefix", "off", "--peerjs-path", "off"]).await;
+    let described = spec_paths(&off).await;
+    assert!(
+        described.iter().all(|(_, layer)| layer.is_none()),
+        "{described:?}"
+    );
+    assert!(described.iter().any(|(p, _)| p == "/v1/rooms"));
+}
+
+/// The spec's paths with their compatibility layer, if any.
+async fn spec_paths(s: &Server) -> Vec<(String, Option<String>)> {
+    let spec: Value = s.get("/openapi.json").await.json().await.unwrap();
+    spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(path, item)| {
+            let layer = item["x-switchboard-layer"].as_str().map(str::to_owned);
+            (path.clone(), layer)
+        })
+        .collect()
+}
+
+async fn assert_every_path_is_routed(s: &Server) {
+    let spec: Value = s.get("/openapi.json").await.json().await.unwrap();
+    for (template, item) in spec["paths"].as_object().unwrap() {
+        let path = fill_params(template);
+        for method in ["get", "put", "post", "delete", "patch"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let request = s
+                .http
+                .request(method.to_uppercase().parse().unwrap(), s.url(&path))
+                .timeout(Duration::from_secs(5));
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let body = response.text().await.unwrap();
+            // The router's fallbacks: 405, the native 404 `not_found`, Firebase's catch-all.
+            let error = serde_json::from_str::<Value>(&body).unwrap_or_default()["error"].clone();
+            let unrouted = status == 405
+                || (status == 404 && error["code"] == "not_found")
+                || (status == 404 && error.as_str().is_some_and(|e| e.contains("layer serves")));
+            assert!(!unrouted, "{method} {template} -> {status} {body}");
+        }
+    }
+}
+
+/// `/v1/rooms/{code}/blobs/{slot}` -> `/v1/rooms/AB12CD/blobs/AB12CD`.
+fn fill_params(template: &str) -> String {
+    let mut path = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
+        path.push_str(&rest[..open]);
+        path.push_str("AB12CD");
+        rest = &rest[close..];
+    }
+    path + rest
 }

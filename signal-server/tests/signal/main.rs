@@ -188,6 +188,11 @@ async fn firebase_across_replicas(url: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_describes_every_mounted_route() {
+    compat::openapi_describes_every_mounted_route().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_one_redis() {
     let redis = RedisServer::start();
     replicas_share_rooms(&redis.url()).await;

@@ -101,6 +101,16 @@ pub async fn peerjs_http(boot: Boot<'_>) {
     assert_eq!((id.len(), &id[14..15]), (36, "4"), "{id}");
     assert_eq!(s.get("/peerjs/wrong/id").await.status(), 401);
     assert_eq!(s.get("/peerjs/peerjs/peers").await.status(), 401);
+    // A plain GET of the socket path is refused with a JSON error, as on the native /ws.
+    for path in [
+        "/peerjs/peerjs?key=peerjs&id=a&token=t",
+        "/v1/rooms/ROOM42/ws",
+    ] {
+        let r = s.get(path).await;
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "websocket_required", "{path}");
+    }
 
     let s = boot(&["--peerjs-discovery", "true"]).await;
     let _a = Client::open(&s, "alice", "t1").await;

@@ -11,8 +11,7 @@ mod session;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,7 +23,7 @@ use self::hub::{Hub, HubLimits};
 use super::CompatConfig;
 use crate::app::{AppState, ClientIp};
 use crate::error::ApiError;
-use crate::routes::ApiPath;
+use crate::routes::{ApiPath, ApiQuery, ApiWebSocket};
 use crate::store::Store;
 
 /// Most IDs a discovery listing returns.
@@ -165,7 +164,10 @@ async fn peers(
             "peer discovery is disabled on this server",
         ));
     }
-    Ok(axum::Json(hub.ids(MAX_LISTED).await?).into_response())
+    let ids = tokio::time::timeout(state.settings.request_timeout, hub.ids(MAX_LISTED))
+        .await
+        .map_err(|_| ApiError::timeout())??;
+    Ok(axum::Json(ids).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,8 +182,8 @@ pub struct WsParams {
 async fn websocket(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    Query(params): Query<WsParams>,
-    upgrade: WebSocketUpgrade,
+    ApiQuery(params): ApiQuery<WsParams>,
+    ApiWebSocket(upgrade): ApiWebSocket,
 ) -> Result<Response, ApiError> {
     let (settings, hub) = settings(&state)?;
     let hub = Arc::clone(hub);

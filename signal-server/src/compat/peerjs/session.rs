@@ -48,7 +48,11 @@ pub(super) async fn run<S>(
     }
     // The per-IP watcher cap covers PeerJS sockets too; the "room" is the ID.
     let Ok(_permit) = state.watch_caps.admit(&format!("peerjs:{id}"), ip) else {
-        return refuse(&mut socket, error("Too many connections from this address")).await;
+        return refuse(
+            &mut socket,
+            error("Too many connections from this address or to this ID"),
+        )
+        .await;
     };
     let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
     let (join, session) = match hub.join(&id, &token, tx.clone()).await {
