@@ -48,6 +48,17 @@ impl AppState {
     pub fn new(app: App) -> Self {
         Self(Arc::new(app))
     }
+
+    /// Runs `work` within the request time limit: the time-limit layer, and handlers outside it
+    /// (the compatibility layers, whose streams live long) that answer in their own shape.
+    pub async fn within_time_limit<T>(
+        &self,
+        work: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        tokio::time::timeout(self.settings.request_timeout, work)
+            .await
+            .unwrap_or_else(|_| Err(ApiError::timeout()))
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -185,9 +196,8 @@ async fn record(State(state): State<AppState>, request: Request, next: Next) -> 
 }
 
 async fn time_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limit = state.settings.request_timeout;
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::timeout().into_response(),
-    }
+    state
+        .within_time_limit(async { Ok(next.run(request).await) })
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }

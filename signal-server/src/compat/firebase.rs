@@ -174,21 +174,22 @@ async fn list(
         .into());
     }
     let limit = settings.list_max;
-    let listing = bounded(&state, async {
-        let now = state.clock.now_ms();
-        let codes = state.store.room_codes(limit + 1, now).await?;
-        if codes.len() > limit {
-            return Ok(None);
-        }
-        let mut rooms = Map::new();
-        for code in codes {
-            if let Value::Object(children) = room_value(&state, &code, now).await? {
-                rooms.insert(code.as_str().to_owned(), Value::Object(children));
+    let listing = state
+        .within_time_limit(async {
+            let now = state.clock.now_ms();
+            let codes = state.store.room_codes(limit + 1, now).await?;
+            if codes.len() > limit {
+                return Ok(None);
             }
-        }
-        Ok(Some(rooms))
-    })
-    .await?;
+            let mut rooms = Map::new();
+            for code in codes {
+                if let Value::Object(children) = room_value(&state, &code, now).await? {
+                    rooms.insert(code.as_str().to_owned(), Value::Object(children));
+                }
+            }
+            Ok(Some(rooms))
+        })
+        .await?;
     match listing {
         Some(rooms) if rooms.is_empty() => Ok(json(Value::Null)),
         Some(rooms) => Ok(json(Value::Object(rooms))),
@@ -256,27 +257,30 @@ async fn serve(
             .await?
             .into_response()),
         Method::GET => {
-            let value = bounded(&state, read_value(&state, &target)).await?;
+            let value = state.within_time_limit(read_value(&state, &target)).await?;
             Ok(json(value))
         }
         Method::PUT => {
             // The upload counts against the time limit too, as on the native PUT.
-            let value = bounded(&state, async {
-                let data = read_body(&headers, body, state.settings.max_blob_bytes).await?;
-                let value: Value = serde_json::from_slice(&data).map_err(|_| {
-                    ApiError::bad_request(
-                        "invalid_json",
-                        "Invalid data; couldn't parse JSON object, array, or value.",
-                    )
-                })?;
-                write(&state, ip, &target, &value).await?;
-                Ok(value)
-            })
-            .await?;
+            let value = state
+                .within_time_limit(async {
+                    let data = read_body(&headers, body, state.settings.max_blob_bytes).await?;
+                    let value: Value = serde_json::from_slice(&data).map_err(|_| {
+                        ApiError::bad_request(
+                            "invalid_json",
+                            "Invalid data; couldn't parse JSON object, array, or value.",
+                        )
+                    })?;
+                    write(&state, ip, &target, &value).await?;
+                    Ok(value)
+                })
+                .await?;
             Ok(json(value))
         }
         Method::DELETE => {
-            bounded(&state, write(&state, ip, &target, &Value::Null)).await?;
+            state
+                .within_time_limit(write(&state, ip, &target, &Value::Null))
+                .await?;
             Ok(json(Value::Null))
         }
         _ => Err(not_allowed()),
@@ -475,16 +479,6 @@ fn ignore_missing<T>(result: Result<T, StoreError>) -> Result<(), ApiError> {
         Ok(_) | Err(StoreError::NoRoom | StoreError::NoSlot) => Ok(()),
         Err(err) => Err(err.into()),
     }
-}
-
-/// Runs a non-streaming operation within the request time limit.
-async fn bounded<T>(
-    state: &AppState,
-    work: impl Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
-    tokio::time::timeout(state.settings.request_timeout, work)
-        .await
-        .unwrap_or_else(|_| Err(ApiError::timeout()))
 }
 
 fn firebase(state: &AppState) -> Result<&FirebaseSettings, ApiError> {

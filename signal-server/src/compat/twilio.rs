@@ -142,20 +142,17 @@ async fn create_token(
         ));
     }
     // This layer sits outside the request time limit, so the upload is bounded here.
-    let body = tokio::time::timeout(
-        state.settings.request_timeout,
-        read_body(&headers, body, MAX_FORM_BYTES),
-    )
-    .await
-    .map_err(|_| ApiError::timeout())?
-    .map_err(|err| match err.status {
-        StatusCode::PAYLOAD_TOO_LARGE => TwilioError::new(
-            err.status,
-            20413,
-            format!("the form body exceeds {MAX_FORM_BYTES} bytes"),
-        ),
-        _ => err.into(),
-    })?;
+    let body = state
+        .within_time_limit(read_body(&headers, body, MAX_FORM_BYTES))
+        .await
+        .map_err(|err| match err.status {
+            StatusCode::PAYLOAD_TOO_LARGE => TwilioError::new(
+                err.status,
+                20413,
+                format!("the form body exceeds {MAX_FORM_BYTES} bytes"),
+            ),
+            _ => err.into(),
+        })?;
     let ttl = requested_ttl(&body)?.unwrap_or(state.settings.turn_ttl);
     // Our credentials never outlive the server's configured TURN TTL.
     let ttl = ttl.min(state.settings.turn_ttl);

@@ -6,8 +6,9 @@
 //! (replica and session) followed by the client's token, with a TTL of the liveness timeout, so
 //! an ID is unique across replicas and a crashed replica's IDs free themselves. A re-attach
 //! with the same token takes the registration over and tells every replica to close the
-//! socket it replaced; that socket's later leave or refresh no longer matches the value. Each step that must not race (register and drain the queue;
-//! check the registration and publish or queue) is one Lua script on the ID's hash slot.
+//! socket it replaced; that socket's later leave or refresh no longer matches the value.
+//! Each step that must not race (register and drain the queue; check the registration and
+//! publish or queue) is one Lua script on the ID's hash slot.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

@@ -164,9 +164,9 @@ async fn peers(
             "peer discovery is disabled on this server",
         ));
     }
-    let ids = tokio::time::timeout(state.settings.request_timeout, hub.ids(MAX_LISTED))
-        .await
-        .map_err(|_| ApiError::timeout())??;
+    let ids = state
+        .within_time_limit(async { Ok(hub.ids(MAX_LISTED).await?) })
+        .await?;
     Ok(axum::Json(ids).into_response())
 }
 
