@@ -18,7 +18,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
-use crate::limits::{RateLimits, WatchCaps, client_ip};
+use crate::limits::{RateLimits, WatchCaps, WatchPermit, client_ip};
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::store::Store;
@@ -47,6 +47,16 @@ pub struct AppState(Arc<App>);
 impl AppState {
     pub fn new(app: App) -> Self {
         Self(Arc::new(app))
+    }
+
+    /// Admits one more watcher of `room` from `ip`, counting a refusal in the metrics.
+    pub fn admit_watcher(&self, room: &str, ip: IpAddr) -> Result<WatchPermit, ApiError> {
+        self.watch_caps.admit(room, ip).inspect_err(|_| {
+            self.metrics
+                .rate_limited
+                .with_label_values(&["watchers"])
+                .inc();
+        })
     }
 
     /// Runs `work` within the request time limit: the time-limit layer, and handlers outside it

@@ -37,16 +37,7 @@ pub(super) async fn open(
         .as_ref()
         .map(|f| f.keep_alive)
         .ok_or_else(ApiError::not_found)?;
-    let permit = state
-        .watch_caps
-        .admit(target.code().as_str(), ip)
-        .inspect_err(|_| {
-            state
-                .metrics
-                .rate_limited
-                .with_label_values(&["watchers"])
-                .inc();
-        })?;
+    let permit = state.admit_watcher(target.code().as_str(), ip)?;
     let subscription = state.store.fanout().subscribe(target.code().as_str());
     if !state.store.fanout().is_available() {
         return Err(ApiError::unavailable("the change feed is not connected").into());

@@ -64,13 +64,7 @@ async fn open(
 ) -> Result<OpenWatch, ApiError> {
     let code = room_code(raw_code)?;
     let slot = params.slot.as_deref().map(SlotName::parse).transpose()?;
-    let permit = state.watch_caps.admit(code.as_str(), ip).inspect_err(|_| {
-        state
-            .metrics
-            .rate_limited
-            .with_label_values(&["watchers"])
-            .inc();
-    })?;
+    let permit = state.admit_watcher(code.as_str(), ip)?;
     let watcher = Watcher::start(
         state.store.clone(),
         state.clock.clone(),
