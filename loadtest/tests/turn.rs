@@ -201,41 +201,50 @@ async fn relays_over_tcp_with_refreshes_and_reports_what_arrived() {
 }
 
 /// coturn's `turnserver` on loopback ports with a shared secret: UDP and TCP listeners on one
-/// port, loopback peers allowed, nothing else. Killed when dropped.
+/// port, loopback peers allowed, nothing else. Killed when dropped. The port is free for UDP
+/// when picked but may be taken for TCP, or taken before coturn binds it: then coturn never
+/// answers there, and it is started again on another port.
 async fn coturn(secret: &str) -> (SocketAddr, tokio::process::Child) {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new("turnserver")
-        .args([
-            "-n",
-            "--listening-ip",
-            "127.0.0.1",
-            "--relay-ip",
-            "127.0.0.1",
-        ])
-        .args(["--listening-port", &port.to_string()])
-        .args(["--use-auth-secret", "--static-auth-secret", secret])
-        .args(["--realm", "switchboard", "--allow-loopback-peers"])
-        .args(["--no-cli", "--no-tls", "--no-dtls", "--log-file", "stdout"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("turnserver is installed (scripts/test installs coturn)");
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    // coturn has no readiness endpoint; its TCP listener answering is the sign.
-    let ready = async {
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..3 {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = tokio::process::Command::new("turnserver")
+            .args([
+                "-n",
+                "--listening-ip",
+                "127.0.0.1",
+                "--relay-ip",
+                "127.0.0.1",
+            ])
+            .args(["--listening-port", &port.to_string()])
+            .args(["--use-auth-secret", "--static-auth-secret", secret])
+            .args(["--realm", "switchboard", "--allow-loopback-peers"])
+            .args(["--no-cli", "--no-tls", "--no-dtls", "--log-file", "stdout"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("turnserver is installed (scripts/test installs coturn)");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        // coturn has no readiness endpoint; its TCP listener answering is the sign.
+        let ready = async {
+            while tokio::net::TcpStream::connect(addr).await.is_err() {
+                if child.try_wait().ok().flatten().is_some() {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            true
+        };
+        if tokio::time::timeout(Duration::from_secs(10), ready).await == Ok(true) {
+            return (addr, child);
         }
-    };
-    tokio::time::timeout(Duration::from_secs(20), ready)
-        .await
-        .expect("coturn listens within 20 s");
-    (addr, child)
+        let _ = child.kill().await;
+    }
+    panic!("coturn did not listen on any of 3 ports within 10 s each");
 }
 
 /// Works against another RFC 8656 server: coturn, over UDP and over TCP.
