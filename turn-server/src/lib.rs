@@ -90,7 +90,7 @@ pub async fn run(
     let mut udp = HashMap::new();
     let mut workers = Vec::new();
     for socket in listeners.udp {
-        let socket = Arc::new(socket);
+        let socket = Arc::new(driver::BatchSocket::new(socket)?);
         udp.entry(socket.local_addr()?)
             .or_insert_with(|| Arc::clone(&socket));
         workers.push(socket);

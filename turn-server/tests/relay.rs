@@ -521,3 +521,104 @@ async fn idle_and_excess_streams_are_closed() {
     );
     server.shutdown.cancel();
 }
+
+/// Binds `number` on `client`'s allocation to `peer`.
+async fn bind_channel(client: &mut Client, number: u16, peer: SocketAddr) {
+    let resp = client
+        .request(
+            Method::CHANNEL_BIND,
+            &[
+                Attribute::ChannelNumber(ChannelNumber::new(number).unwrap()),
+                Attribute::XorPeerAddress(peer),
+            ],
+        )
+        .await;
+    assert_eq!(class_of(&resp), Class::Success);
+}
+
+/// Datagram `index` of a burst: `size` bytes that name their place, so a merged, split or
+/// reordered datagram shows.
+fn patterned(index: usize, size: usize) -> Vec<u8> {
+    (0..size).map(|j| (index * 7 + j) as u8).collect()
+}
+
+fn channel_data(number: u16, payload: &[u8]) -> Vec<u8> {
+    let mut frame = number.to_be_bytes().to_vec();
+    frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Size patterns that start, extend and end GSO runs: equal sizes, a shorter one inside a run,
+/// sizes around the largest batched segment, and every size different.
+fn burst_sizes() -> Vec<Vec<usize>> {
+    vec![
+        vec![160; 64],
+        (0..64).map(|i| if i % 5 == 4 { 37 } else { 120 }).collect(),
+        (0..48)
+            .map(|i| [1, 700, 1_395, 1_396, 1_397, 1_450][i % 6])
+            .collect(),
+        (0..64).map(|i| 8 + i * 3).collect(),
+    ]
+}
+
+/// A burst on channel 0x4001 from one client reaches the other whole and in order.
+async fn client_to_client(from: &mut Client, to: &mut Client, sizes: &[usize]) {
+    for (i, &size) in sizes.iter().enumerate() {
+        from.link
+            .send(&channel_data(0x4001, &patterned(i, size)))
+            .await;
+    }
+    for (i, &size) in sizes.iter().enumerate() {
+        let frame = to.link.recv().await;
+        assert_eq!(frame, channel_data(0x4001, &patterned(i, size)), "#{i}");
+    }
+}
+
+/// Bursts sent without waiting (so the server reads them in batches and sends runs of them in
+/// one call) arrive whole and in order, in every direction: client to client through two relays
+/// (relay to relay, where the receiving relay gets GRO trains), peer to client and client to peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_arrive_whole_and_in_order() {
+    let server = start().await;
+    let udp_client = || async { UdpSocket::bind("127.0.0.1:0").await.unwrap() };
+    let mut a = Client::new(Link::Udp(udp_client().await, server.udp)).await;
+    let mut b = Client::new(Link::Udp(udp_client().await, server.udp)).await;
+    let (relay_a, relay_b) = (a.allocate().await, b.allocate().await);
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    bind_channel(&mut a, 0x4001, relay_b).await;
+    bind_channel(&mut b, 0x4001, relay_a).await;
+    bind_channel(&mut a, 0x4002, peer.local_addr().unwrap()).await;
+
+    for sizes in burst_sizes() {
+        client_to_client(&mut a, &mut b, &sizes).await;
+        client_to_client(&mut b, &mut a, &sizes).await;
+
+        for (i, &size) in sizes.iter().enumerate() {
+            peer.send_to(&patterned(i, size), relay_a).await.unwrap();
+        }
+        for (i, &size) in sizes.iter().enumerate() {
+            let frame = a.link.recv().await;
+            assert_eq!(frame, channel_data(0x4002, &patterned(i, size)), "#{i}");
+        }
+
+        for (i, &size) in sizes.iter().enumerate() {
+            a.link
+                .send(&channel_data(0x4002, &patterned(i, size)))
+                .await;
+        }
+        let mut buf = vec![0u8; 65_536];
+        for (i, &size) in sizes.iter().enumerate() {
+            let (n, from) = tokio::time::timeout(WAIT, peer.recv_from(&mut buf))
+                .await
+                .expect("a datagram in time")
+                .unwrap();
+            assert_eq!(
+                (&buf[..n], from),
+                (&patterned(i, size)[..], relay_a),
+                "#{i}"
+            );
+        }
+    }
+    server.shutdown.cancel();
+}

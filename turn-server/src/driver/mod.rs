@@ -1,9 +1,11 @@
 //! The tokio driver: sockets in, [`crate::core::Server`] decides, sockets out.
 //!
 //! One task per UDP listener, per TCP connection and per relay socket; the core sits behind one
-//! short-held lock (no await while holding it). ChannelData is forwarded in place: relay sockets
-//! receive behind 4 bytes of headroom where the ChannelData header is written, so a packet is
-//! never copied on UDP.
+//! short-held lock (no await while holding it), taken once per batch of datagrams. UDP is read
+//! and written in batches ([`batch`]): `recvmmsg`, and one GSO send per run of datagrams for one
+//! destination, so a busy flow costs a few system calls per batch instead of two per packet.
+
+mod batch;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -19,11 +21,11 @@ use tokio::sync::{Notify, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+pub use self::batch::BatchSocket;
+use self::batch::{Out, Pending, Scratch};
 use crate::core::{ClientAction, ClientAddr, Command, PeerAction, Server, Transmit, Transport};
-use crate::proto::{CHANNEL_DATA_HEADER_LEN, peek_frame_len};
+use crate::proto::peek_frame_len;
 
-/// Largest UDP payload we receive (the IPv4 maximum).
-const MAX_DATAGRAM: usize = 65_535;
 /// Frames queued for one slow TCP client before further ones are dropped.
 const TCP_QUEUE: usize = 256;
 /// Socket buffers for UDP listeners and relays: bursts at tens of thousands of packets per
@@ -33,25 +35,27 @@ pub const UDP_BUFFER_BYTES: usize = 4 << 20;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 thread_local! {
-    /// One receive buffer per worker thread rather than per relay: relays borrow it only between
-    /// readiness and the synchronous send, never across an await, so an allocation costs no
-    /// 64 KiB buffer of its own.
-    static RELAY_BUF: std::cell::RefCell<Vec<u8>> =
-        std::cell::RefCell::new(vec![0u8; CHANNEL_DATA_HEADER_LEN + MAX_DATAGRAM]);
+    /// One batch's buffers per worker thread rather than per relay: relays borrow them only
+    /// between readiness and the synchronous sends, never across an await, so an allocation
+    /// holds no receive buffer of its own.
+    static RELAY_SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::new());
 }
 
-/// Datagrams a relay forwards in one go before yielding to other tasks.
-const RELAY_BATCH: usize = 64;
+/// Batches a relay forwards in one go before yielding to other tasks.
+const RELAY_ROUNDS: usize = 4;
+/// Batches a client-facing listener forwards in one go before yielding.
+const LISTENER_ROUNDS: usize = 8;
 
-/// What became of one datagram a relay received.
-enum Relayed {
+/// What one forwarded batch left to do.
+enum Forwarded {
     /// Nothing was waiting.
     Idle,
-    Done,
-    /// The core queued a message (a Data indication) to send.
-    Flush,
-    /// The client's socket was full: send these bytes, waiting.
-    Wait(ClientAddr, Vec<u8>),
+    Done {
+        /// The core queued messages (responses, Data indications) to send.
+        flush: bool,
+        /// Datagrams a full socket refused.
+        pending: Vec<Pending>,
+    },
 }
 
 /// Bounds on TCP/TLS clients.
@@ -85,9 +89,9 @@ pub struct DriverStats {
 pub struct Shared {
     core: Mutex<Server>,
     started: Instant,
-    udp: HashMap<SocketAddr, Arc<UdpSocket>>,
+    udp: HashMap<SocketAddr, Arc<BatchSocket>>,
     tcp: Mutex<HashMap<ClientAddr, mpsc::Sender<Vec<u8>>>>,
-    relays: Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, CancellationToken)>>,
+    relays: Mutex<HashMap<SocketAddr, (Arc<BatchSocket>, CancellationToken)>>,
     relay_ip: Option<IpAddr>,
     relay_ports: RangeInclusive<u16>,
     streams: StreamLimits,
@@ -102,7 +106,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(
         core: Server,
-        udp: std::collections::HashMap<SocketAddr, Arc<UdpSocket>>,
+        udp: std::collections::HashMap<SocketAddr, Arc<BatchSocket>>,
         relay_ip: Option<IpAddr>,
         relay_ports: RangeInclusive<u16>,
         streams: StreamLimits,
@@ -134,7 +138,7 @@ impl Shared {
         tokio::time::Instant::now().into_std().max(self.started)
     }
 
-    fn relay_socket(&self, relay: SocketAddr) -> Option<Arc<UdpSocket>> {
+    fn relay_socket(&self, relay: SocketAddr) -> Option<Arc<BatchSocket>> {
         let relays = self.relays.lock().expect("relay lock poisoned");
         relays.get(&relay).map(|(socket, _)| Arc::clone(socket))
     }
@@ -222,6 +226,7 @@ impl Shared {
             let Ok(socket) = std_socket
                 .set_nonblocking(true)
                 .and_then(|()| UdpSocket::from_std(std_socket))
+                .and_then(BatchSocket::new)
             else {
                 continue;
             };
@@ -255,27 +260,6 @@ impl Shared {
         }
     }
 
-    /// Sends to a client without waiting; hands the bytes back when a UDP socket is full.
-    fn try_send_to_client(&self, to: ClientAddr, bytes: &[u8]) -> Option<Vec<u8>> {
-        match to.transport {
-            Transport::Udp => {
-                let socket = self.udp.get(&to.local)?;
-                match socket.try_send_to(bytes, to.remote) {
-                    Ok(_) => None,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Some(bytes.to_vec()),
-                    Err(_) => {
-                        self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                        None
-                    }
-                }
-            }
-            Transport::Tcp | Transport::Tls => {
-                self.queue_stream(to, bytes);
-                None
-            }
-        }
-    }
-
     /// Queues a frame for a TCP/TLS client's writer; a full queue drops it (counted).
     fn queue_stream(&self, to: ClientAddr, bytes: &[u8]) {
         let sender = self
@@ -293,7 +277,7 @@ impl Shared {
         }
     }
 
-    /// Handles one client packet and forwards what the core says to forward.
+    /// Handles one frame from a TCP/TLS client and forwards what the core says to forward.
     async fn client_packet(self: &Arc<Self>, client: ClientAddr, packet: &[u8]) {
         let now = self.now();
         let action = self.core().handle_client(now, client, packet);
@@ -308,20 +292,47 @@ impl Shared {
         }
     }
 
-    /// Sends without a future when the socket has room (the common case), waiting otherwise.
-    async fn send_udp(&self, socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
-        let sent = match socket.try_send_to(bytes, to) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => socket.send_to(bytes, to).await,
-            other => other,
-        };
-        if sent.is_err() {
+    /// Sends one datagram, waiting while the socket is full.
+    async fn send_udp(&self, socket: &BatchSocket, bytes: &[u8], to: SocketAddr) {
+        if socket.send(to, bytes, None).await.is_err() {
             self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 
+    /// Sends what a full socket refused, then flushes the core if the batch asked for it.
+    async fn finish(self: &Arc<Self>, forwarded: Forwarded) -> bool {
+        let Forwarded::Done { flush, pending } = forwarded else {
+            return false;
+        };
+        for p in pending {
+            if p.socket.send(p.to, &p.bytes, p.segment).await.is_err() {
+                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if flush {
+            self.flush().await;
+        }
+        true
+    }
+
+    /// Sends a batch's recorded datagrams; `socket_of` finds the sending socket by address.
+    fn send_outs(
+        &self,
+        scratch: &mut Scratch,
+        socket_of: impl FnMut(SocketAddr) -> Option<Arc<BatchSocket>>,
+        flush: bool,
+    ) -> Forwarded {
+        let mut errors = 0;
+        let pending = scratch.send(socket_of, &mut errors);
+        if errors > 0 {
+            self.stats.send_errors.fetch_add(errors, Ordering::Relaxed);
+        }
+        Forwarded::Done { flush, pending }
+    }
+
     async fn relay_loop(
         self: Arc<Self>,
-        socket: Arc<UdpSocket>,
+        socket: Arc<BatchSocket>,
         relay: SocketAddr,
         cancel: CancellationToken,
     ) {
@@ -330,61 +341,124 @@ impl Shared {
                 () = cancel.cancelled() => return,
                 ready = socket.readable() => if ready.is_err() { continue },
             }
-            // Drain what is queued without awaiting, then let other tasks run.
-            for _ in 0..RELAY_BATCH {
-                let next = RELAY_BUF.with_borrow_mut(|buf| self.relay_one(&socket, relay, buf));
-                match next {
-                    Relayed::Idle => break,
-                    Relayed::Done => {}
-                    Relayed::Flush => self.flush().await,
-                    Relayed::Wait(to, bytes) => self.send_to_client(to, &bytes).await,
+            // Drain a few batches without awaiting on the socket, then let other tasks run.
+            for _ in 0..RELAY_ROUNDS {
+                let forwarded = RELAY_SCRATCH
+                    .with_borrow_mut(|scratch| self.forward_from_peers(&socket, relay, scratch));
+                if !self.finish(forwarded).await {
+                    break;
                 }
             }
             tokio::task::yield_now().await;
         }
     }
 
-    /// Receives one datagram into `buf` (behind the ChannelData header's room) and forwards it.
-    fn relay_one(&self, socket: &UdpSocket, relay: SocketAddr, buf: &mut [u8]) -> Relayed {
-        let (n, peer) = match socket.try_recv_from(&mut buf[CHANNEL_DATA_HEADER_LEN..]) {
-            Ok(received) => received,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Relayed::Idle,
-            // ICMP errors surface as recv errors on some systems; they do not end the relay.
-            Err(_) => return Relayed::Done,
-        };
+    /// Receives a batch on a relay socket and forwards it to the allocation's client.
+    fn forward_from_peers(
+        &self,
+        socket: &BatchSocket,
+        relay: SocketAddr,
+        scratch: &mut Scratch,
+    ) -> Forwarded {
+        match socket.try_recv(&mut scratch.rx) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Forwarded::Idle,
+            // ICMP errors surface as receive errors on some systems; they do not end the relay.
+            Err(_) => {
+                return Forwarded::Done {
+                    flush: false,
+                    pending: Vec::new(),
+                };
+            }
+        }
         let now = self.now();
-        let payload = &buf[CHANNEL_DATA_HEADER_LEN..CHANNEL_DATA_HEADER_LEN + n];
-        let action = self.core().handle_peer(now, relay, peer, payload);
-        match action {
-            PeerAction::ChannelData { to, header } => {
-                buf[..CHANNEL_DATA_HEADER_LEN].copy_from_slice(&header);
-                match self.try_send_to_client(to, &buf[..CHANNEL_DATA_HEADER_LEN + n]) {
-                    Some(bytes) => Relayed::Wait(to, bytes),
-                    None => Relayed::Done,
+        let mut flush = false;
+        let mut streams = Vec::new();
+        {
+            let mut core = self.core();
+            for (peer, range) in scratch.rx.datagrams() {
+                let payload = scratch.rx.bytes(range.clone());
+                match core.handle_peer(now, relay, peer, payload) {
+                    PeerAction::ChannelData { to, header } if to.transport == Transport::Udp => {
+                        scratch
+                            .outs
+                            .push(Out::new(to.local, to.remote, &header, range));
+                    }
+                    PeerAction::ChannelData { to, header } => streams.push((to, header, range)),
+                    PeerAction::Queued => flush = true,
+                    PeerAction::Drop => {}
                 }
             }
-            PeerAction::Queued => Relayed::Flush,
-            PeerAction::Drop => Relayed::Done,
         }
+        for (to, header, range) in streams {
+            let mut frame = header.to_vec();
+            frame.extend_from_slice(scratch.rx.bytes(range));
+            self.queue_stream(to, &frame);
+        }
+        self.send_outs(scratch, |via| self.udp.get(&via).cloned(), flush)
     }
 
-    pub async fn udp_loop(self: Arc<Self>, socket: Arc<UdpSocket>) {
+    /// Receives a batch on a client-facing UDP socket: requests go to the core, ChannelData and
+    /// Send indications out of the allocations' relay sockets.
+    fn forward_from_clients(
+        &self,
+        socket: &BatchSocket,
+        local: SocketAddr,
+        scratch: &mut Scratch,
+    ) -> Forwarded {
+        match socket.try_recv(&mut scratch.rx) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Forwarded::Idle,
+            Err(_) => {
+                return Forwarded::Done {
+                    flush: false,
+                    pending: Vec::new(),
+                };
+            }
+        }
+        let now = self.now();
+        let mut flush = false;
+        {
+            let mut core = self.core();
+            for (remote, range) in scratch.rx.datagrams() {
+                let client = ClientAddr {
+                    transport: Transport::Udp,
+                    remote,
+                    local,
+                };
+                match core.handle_client(now, client, scratch.rx.bytes(range.clone())) {
+                    ClientAction::ToPeer { relay, peer, data } => {
+                        let body = range.start + data.start..range.start + data.end;
+                        scratch.outs.push(Out::new(relay, peer, &[], body));
+                    }
+                    ClientAction::Done => flush = true,
+                }
+            }
+        }
+        // One lookup per destination group, not per datagram.
+        self.send_outs(scratch, |relay| self.relay_socket(relay), flush)
+    }
+
+    pub async fn udp_loop(self: Arc<Self>, socket: Arc<BatchSocket>) {
         let Ok(local) = socket.local_addr() else {
             return;
         };
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        // Listener workers are few; each keeps its own batch buffers.
+        let mut scratch = Scratch::new();
         loop {
-            let received = tokio::select! {
+            tokio::select! {
                 () = self.stop.cancelled() => return,
-                r = socket.recv_from(&mut buf) => r,
-            };
-            let Ok((n, remote)) = received else { continue };
-            let client = ClientAddr {
-                transport: Transport::Udp,
-                remote,
-                local,
-            };
-            self.client_packet(client, &buf[..n]).await;
+                ready = socket.readable() => if ready.is_err() { continue },
+            }
+            for _ in 0..LISTENER_ROUNDS {
+                let forwarded = self.forward_from_clients(&socket, local, &mut scratch);
+                if !self.finish(forwarded).await {
+                    break;
+                }
+            }
+            // Socket reads do not count against tokio's budget: yield so a busy listener does
+            // not starve the relays sharing its thread.
+            tokio::task::yield_now().await;
         }
     }
 
