@@ -225,37 +225,48 @@ impl Client {
         TransactionId([self.txn; 12])
     }
 
-    /// Sends an authenticated request (fetching a nonce on 401/438) and returns the response.
+    /// Sends an authenticated request (fetching a nonce on 401/438 and trying once more) and
+    /// returns the last response.
     async fn request(&mut self, method: Method, attrs: &[Attribute<'_>]) -> Vec<u8> {
-        for _ in 0..2 {
-            let txn = self.txn();
-            let mut out = Vec::new();
-            let mut b = MessageBuilder::new(&mut out, Class::Request, method, txn);
-            for a in attrs {
-                b.add(a);
-            }
-            if !self.nonce.is_empty() {
-                b.add(&Attribute::Username(&self.user))
-                    .add(&Attribute::Realm("switchboard"))
-                    .add(&Attribute::Nonce(&self.nonce))
-                    .message_integrity(&self.key);
-            }
-            b.fingerprint();
-            b.finish().unwrap();
-            self.link.send(&out).await;
-            let resp = self.link.recv().await;
-            let msg = Message::decode(&resp).unwrap();
-            assert_eq!(msg.transaction_id(), txn);
-            if let Some(Ok(Attribute::ErrorCode(e))) = msg.attribute(AttrType::ERROR_CODE)
-                && matches!(e.code, 401 | 438)
-                && let Some(Ok(Attribute::Nonce(n))) = msg.attribute(AttrType::NONCE)
-            {
-                self.nonce = n.to_owned();
-                continue;
-            }
-            return resp;
+        let resp = self.request_once(method, attrs).await;
+        if self.take_nonce(&resp) {
+            return self.request_once(method, attrs).await;
         }
-        panic!("no answer after the nonce challenge");
+        resp
+    }
+
+    /// Sends one request with the credentials and nonce held now.
+    async fn request_once(&mut self, method: Method, attrs: &[Attribute<'_>]) -> Vec<u8> {
+        let txn = self.txn();
+        let mut out = Vec::new();
+        let mut b = MessageBuilder::new(&mut out, Class::Request, method, txn);
+        for a in attrs {
+            b.add(a);
+        }
+        if !self.nonce.is_empty() {
+            b.add(&Attribute::Username(&self.user))
+                .add(&Attribute::Realm("switchboard"))
+                .add(&Attribute::Nonce(&self.nonce))
+                .message_integrity(&self.key);
+        }
+        b.fingerprint();
+        b.finish().unwrap();
+        self.link.send(&out).await;
+        let resp = self.link.recv().await;
+        assert_eq!(Message::decode(&resp).unwrap().transaction_id(), txn);
+        resp
+    }
+
+    /// Keeps the nonce of a 401 or 438 challenge; whether there was one.
+    fn take_nonce(&mut self, resp: &[u8]) -> bool {
+        let msg = Message::decode(resp).unwrap();
+        if matches!(error_code(resp), Some(401 | 438))
+            && let Some(Ok(Attribute::Nonce(n))) = msg.attribute(AttrType::NONCE)
+        {
+            self.nonce = n.to_owned();
+            return true;
+        }
+        false
     }
 
     async fn allocate(&mut self) -> SocketAddr {
@@ -282,6 +293,16 @@ impl Client {
 
 fn class_of(bytes: &[u8]) -> Class {
     Message::decode(bytes).unwrap().class()
+}
+
+fn error_code(bytes: &[u8]) -> Option<u16> {
+    match Message::decode(bytes)
+        .unwrap()
+        .attribute(AttrType::ERROR_CODE)
+    {
+        Some(Ok(Attribute::ErrorCode(e))) => Some(e.code),
+        _ => None,
+    }
 }
 
 async fn relay_round_trips(mut client: Client) {
@@ -620,5 +641,105 @@ async fn bursts_arrive_whole_and_in_order() {
             );
         }
     }
+    server.shutdown.cancel();
+}
+
+/// A new connection to the server over `transport`.
+async fn link(server: &Running, transport: &str) -> Link {
+    match transport {
+        "udp" => Link::Udp(UdpSocket::bind("127.0.0.1:0").await.unwrap(), server.udp),
+        "tcp" => Link::Tcp(
+            Box::new(TcpStream::connect(server.tcp).await.unwrap()),
+            Vec::new(),
+        ),
+        _ => Link::Tcp(Box::new(tls_connect(server).await), Vec::new()),
+    }
+}
+
+/// The refusals of RFC 8656 over every transport: 403 for a private peer, 438 (with a fresh
+/// nonce) for a stale nonce, 486 over the per-user quota, 401 for a wrong password and for
+/// expired REST credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_over_udp_tcp_and_tls() {
+    let server = start_with(&["--max-allocations-per-user", "1"]).await;
+    let udp_transport = [Attribute::RequestedTransport(PROTOCOL_UDP)];
+    for transport in ["udp", "tcp", "tls"] {
+        let mut owner = Client::new(link(&server, transport).await).await;
+        owner.allocate().await;
+
+        let private_peer = Attribute::XorPeerAddress("10.0.0.1:9".parse().unwrap());
+        let resp = owner
+            .request(Method::CREATE_PERMISSION, &[private_peer])
+            .await;
+        assert_eq!(error_code(&resp), Some(403), "{transport}");
+
+        // A nonce we never minted (or one past its expiry) is stale: 438 and a fresh nonce.
+        owner.nonce = "1.00000000000000000000".to_owned();
+        let resp = owner
+            .request_once(Method::REFRESH, &[Attribute::Lifetime(600)])
+            .await;
+        assert_eq!(error_code(&resp), Some(438), "{transport}");
+        assert!(owner.take_nonce(&resp), "{transport}: 438 carries a nonce");
+        let resp = owner
+            .request_once(Method::REFRESH, &[Attribute::Lifetime(600)])
+            .await;
+        assert_eq!(class_of(&resp), Class::Success, "{transport}");
+
+        let mut second = Client::new(link(&server, transport).await).await;
+        let resp = second.request(Method::ALLOCATE, &udp_transport).await;
+        assert_eq!(error_code(&resp), Some(486), "{transport}");
+
+        let mut wrong = Client::new(link(&server, transport).await).await;
+        wrong.key = [0; 16];
+        let resp = wrong.request(Method::ALLOCATE, &udp_transport).await;
+        assert_eq!(error_code(&resp), Some(401), "{transport}");
+
+        let mut expired = Client::new(link(&server, transport).await).await;
+        let an_hour_ago = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            - 3600;
+        let secret = SharedSecret::new("newest").unwrap();
+        let cred = mint(&secret, Some("alice"), Duration::from_secs(60), an_hour_ago).unwrap();
+        expired.key = long_term_key(&cred.username, "switchboard", &cred.credential);
+        expired.user = cred.username;
+        let resp = expired.request(Method::ALLOCATE, &udp_transport).await;
+        assert_eq!(error_code(&resp), Some(401), "{transport}");
+
+        let resp = owner
+            .request(Method::REFRESH, &[Attribute::Lifetime(0)])
+            .await;
+        assert_eq!(class_of(&resp), Class::Success, "{transport}");
+    }
+    server.shutdown.cancel();
+}
+
+/// An allocation nobody refreshes expires on the server's clock (tokio's, paused here, so 601 s
+/// pass at once): a Refresh then finds no allocation (437).
+#[tokio::test(start_paused = true)]
+async fn unrefreshed_allocations_expire() {
+    let server = start().await;
+    let mut client = Client::new(link(&server, "udp").await).await;
+    // Credentials that outlive the wait, so only the allocation expires.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let secret = SharedSecret::new("newest").unwrap();
+    let cred = mint(&secret, Some("alice"), Duration::from_secs(7200), now).unwrap();
+    client.key = long_term_key(&cred.username, "switchboard", &cred.credential);
+    client.user = cred.username;
+    client.allocate().await;
+    let resp = client
+        .request(Method::REFRESH, &[Attribute::Lifetime(600)])
+        .await;
+    assert_eq!(class_of(&resp), Class::Success);
+
+    tokio::time::sleep(Duration::from_secs(601)).await;
+    let resp = client
+        .request(Method::REFRESH, &[Attribute::Lifetime(600)])
+        .await;
+    assert_eq!(error_code(&resp), Some(437));
     server.shutdown.cancel();
 }

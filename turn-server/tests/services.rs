@@ -16,6 +16,12 @@ use turn_server::proto::{
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn start_turn(args: &[&str]) -> (SocketAddr, CancellationToken) {
+    let (addrs, stop) = start_turn_on_all(args).await;
+    (addrs[0], stop)
+}
+
+/// Starts turn-server; returns each UDP listen address once (in flag order) and its stop token.
+async fn start_turn_on_all(args: &[&str]) -> (Vec<SocketAddr>, CancellationToken) {
     let mut all = vec![
         "turn-server",
         "--http-listen",
@@ -26,10 +32,16 @@ async fn start_turn(args: &[&str]) -> (SocketAddr, CancellationToken) {
     all.extend_from_slice(args);
     let config = Config::from_args(all).unwrap();
     let listeners = turn_server::Listeners::bind(&config).await.unwrap();
-    let addr = listeners.udp[0].local_addr().unwrap();
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for socket in &listeners.udp {
+        let addr = socket.local_addr().unwrap();
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(turn_server::run(config, listeners, shutdown.clone()));
-    (addr, shutdown)
+    (addrs, shutdown)
 }
 
 /// Allocates with `username`/`password`, answering the nonce challenge; returns the response.
@@ -168,18 +180,29 @@ async fn credentials_minted_by_signal_server_allocate_here() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn static_users_and_ipv6_relays() {
+async fn static_users_ipv6_relays_and_two_listen_addresses() {
     let dir = std::env::temp_dir().join(format!("turn-users-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let users = dir.join("users");
     std::fs::write(&users, "# comment\nbob:hunter2\n").unwrap();
-    let (turn, stop) = start_turn(&[
+    let (addrs, stop) = start_turn_on_all(&[
         "--listen-udp",
         "[::1]:0",
+        "--listen-udp",
+        "127.0.0.1:0",
         "--users-file",
         users.to_str().unwrap(),
     ])
     .await;
+    let (turn, turn_v4) = (addrs[0], addrs[1]);
+    assert!(turn.is_ipv6() && turn_v4.is_ipv4(), "{addrs:?}");
+    // The IPv4 listener serves too, and relays from IPv4 by default.
+    let resp = allocate(turn_v4, "bob", "hunter2", &[]).await;
+    let msg = Message::decode(&resp).unwrap();
+    assert!(matches!(
+        msg.attribute(AttrType::XOR_RELAYED_ADDRESS),
+        Some(Ok(Attribute::XorRelayedAddress(relay))) if relay.is_ipv4()
+    ));
     let family = [Attribute::RequestedAddressFamily(AddressFamily::IPV6)];
     let resp = allocate(turn, "bob", "hunter2", &family).await;
     let msg = Message::decode(&resp).unwrap();
