@@ -307,6 +307,10 @@ fn error_code(bytes: &[u8]) -> Option<u16> {
 
 async fn relay_round_trips(mut client: Client) {
     let relay = client.allocate().await;
+    assert!(
+        (20000..=60000).contains(&relay.port()),
+        "--relay-ports: {relay}"
+    );
     let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let peer_addr = peer.local_addr().unwrap();
     let resp = client

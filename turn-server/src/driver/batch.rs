@@ -242,18 +242,28 @@ impl Scratch {
             };
             let max = socket.max_segments();
             let mut rest = group;
+            // Once the socket is full, the rest of this destination's runs wait too, in order.
+            let mut blocked = false;
             while !rest.is_empty() {
                 let taken = gather(&mut self.gso, &self.rx.buf, rest, max);
                 let segment = (taken > 1).then(|| rest[0].size());
                 rest = &rest[taken..];
-                match socket.try_send(group[0].to, &self.gso, segment) {
+                let sent = if blocked {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    socket.try_send(group[0].to, &self.gso, segment)
+                };
+                match sent {
                     Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => pending.push(Pending {
-                        socket: Arc::clone(&socket),
-                        to: group[0].to,
-                        bytes: self.gso.clone(),
-                        segment,
-                    }),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        blocked = true;
+                        pending.push(Pending {
+                            socket: Arc::clone(&socket),
+                            to: group[0].to,
+                            bytes: self.gso.clone(),
+                            segment,
+                        });
+                    }
                     Err(_) => *errors += 1,
                 }
             }
