@@ -202,22 +202,33 @@ struct Client {
     txn: u8,
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 impl Client {
+    /// A client of user "alice" with REST credentials valid for 600 s from now.
     async fn new(link: Link) -> Self {
-        let secret = SharedSecret::new("newest").unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let cred = mint(&secret, Some("alice"), Duration::from_secs(600), now).unwrap();
-        let key = long_term_key(&cred.username, "switchboard", &cred.credential);
-        Self {
+        let mut client = Self {
             link,
-            user: cred.username,
-            key,
+            user: String::new(),
+            key: [0; 16],
             nonce: String::new(),
             txn: 0,
-        }
+        };
+        client.use_credentials(Duration::from_secs(600), unix_now());
+        client
+    }
+
+    /// Switches to REST credentials minted at `issued` (Unix seconds) that last `ttl`.
+    fn use_credentials(&mut self, ttl: Duration, issued: u64) {
+        let secret = SharedSecret::new("newest").unwrap();
+        let cred = mint(&secret, Some("alice"), ttl, issued).unwrap();
+        self.key = long_term_key(&cred.username, "switchboard", &cred.credential);
+        self.user = cred.username;
     }
 
     fn txn(&mut self) -> TransactionId {
@@ -699,15 +710,7 @@ async fn refusals_over_udp_tcp_and_tls() {
         assert_eq!(error_code(&resp), Some(401), "{transport}");
 
         let mut expired = Client::new(link(&server, transport).await).await;
-        let an_hour_ago = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            - 3600;
-        let secret = SharedSecret::new("newest").unwrap();
-        let cred = mint(&secret, Some("alice"), Duration::from_secs(60), an_hour_ago).unwrap();
-        expired.key = long_term_key(&cred.username, "switchboard", &cred.credential);
-        expired.user = cred.username;
+        expired.use_credentials(Duration::from_secs(60), unix_now() - 3600);
         let resp = expired.request(Method::ALLOCATE, &udp_transport).await;
         assert_eq!(error_code(&resp), Some(401), "{transport}");
 
@@ -726,14 +729,7 @@ async fn unrefreshed_allocations_expire() {
     let server = start().await;
     let mut client = Client::new(link(&server, "udp").await).await;
     // Credentials that outlive the wait, so only the allocation expires.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let secret = SharedSecret::new("newest").unwrap();
-    let cred = mint(&secret, Some("alice"), Duration::from_secs(7200), now).unwrap();
-    client.key = long_term_key(&cred.username, "switchboard", &cred.credential);
-    client.user = cred.username;
+    client.use_credentials(Duration::from_secs(7200), unix_now());
     client.allocate().await;
     let resp = client
         .request(Method::REFRESH, &[Attribute::Lifetime(600)])

@@ -1,7 +1,7 @@
 //! What the loadtest test binaries share: running the real `loadtest` binary, scratch
 //! directories, and reading the JSON report's time series.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -37,6 +37,16 @@ pub(crate) fn json_stdout(out: &std::process::Output) -> Value {
         String::from_utf8_lossy(&out.stdout)
     );
     serde_json::from_slice(&out.stdout).expect("stdout is the JSON report and nothing else")
+}
+
+/// A run refused before any load because its `--report` path cannot be written: it fails, names
+/// the path, and prints no report.
+pub(crate) fn assert_report_path_refused(out: &std::process::Output, target: &Path) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot write report"), "{stderr}");
+    assert!(stderr.contains(target.to_str().unwrap()), "{stderr}");
+    assert!(out.stdout.is_empty(), "no run happened");
 }
 
 /// A fresh directory for this test's files.

@@ -67,18 +67,17 @@ impl BatchSocket {
         contents: &[u8],
         segment: Option<usize>,
     ) -> io::Result<()> {
-        match self.try_send_once(to, contents, segment) {
-            Err(e) if e.kind() != io::ErrorKind::WouldBlock && segment.is_some() => {
-                let segment = segment.unwrap_or(contents.len()).max(1);
+        match (self.try_send_once(to, contents, segment), segment) {
+            (Err(e), Some(segment)) if e.kind() != io::ErrorKind::WouldBlock => {
                 let mut last = Ok(());
-                for datagram in contents.chunks(segment) {
+                for datagram in contents.chunks(segment.max(1)) {
                     if let Err(e) = self.try_send_once(to, datagram, None) {
                         last = Err(e);
                     }
                 }
                 last
             }
-            other => other,
+            (sent, _) => sent,
         }
     }
 

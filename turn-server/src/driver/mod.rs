@@ -253,7 +253,7 @@ impl Shared {
         match to.transport {
             Transport::Udp => {
                 if let Some(socket) = self.udp.get(&to.local) {
-                    self.send_udp(socket, bytes, to.remote).await;
+                    self.send_udp(socket, bytes, to.remote, None).await;
                 }
             }
             Transport::Tcp | Transport::Tls => self.queue_stream(to, bytes),
@@ -285,16 +285,22 @@ impl Shared {
             // The fast path queues nothing, so there is nothing to flush.
             ClientAction::ToPeer { relay, peer, data } => {
                 if let Some(socket) = self.relay_socket(relay) {
-                    self.send_udp(&socket, &packet[data], peer).await;
+                    self.send_udp(&socket, &packet[data], peer, None).await;
                 }
             }
             ClientAction::Done => self.flush().await,
         }
     }
 
-    /// Sends one datagram, waiting while the socket is full.
-    async fn send_udp(&self, socket: &BatchSocket, bytes: &[u8], to: SocketAddr) {
-        if socket.send(to, bytes, None).await.is_err() {
+    /// Sends one datagram (or `segment`-sized ones), waiting while the socket is full.
+    async fn send_udp(
+        &self,
+        socket: &BatchSocket,
+        bytes: &[u8],
+        to: SocketAddr,
+        segment: Option<usize>,
+    ) {
+        if socket.send(to, bytes, segment).await.is_err() {
             self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -305,9 +311,7 @@ impl Shared {
             return false;
         };
         for p in pending {
-            if p.socket.send(p.to, &p.bytes, p.segment).await.is_err() {
-                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-            }
+            self.send_udp(&p.socket, &p.bytes, p.to, p.segment).await;
         }
         if flush {
             self.flush().await;
@@ -360,16 +364,8 @@ impl Shared {
         relay: SocketAddr,
         scratch: &mut Scratch,
     ) -> Forwarded {
-        match socket.try_recv(&mut scratch.rx) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Forwarded::Idle,
-            // ICMP errors surface as receive errors on some systems; they do not end the relay.
-            Err(_) => {
-                return Forwarded::Done {
-                    flush: false,
-                    pending: Vec::new(),
-                };
-            }
+        if let Err(nothing) = receive(socket, scratch) {
+            return nothing;
         }
         let now = self.now();
         let mut flush = false;
@@ -406,15 +402,8 @@ impl Shared {
         local: SocketAddr,
         scratch: &mut Scratch,
     ) -> Forwarded {
-        match socket.try_recv(&mut scratch.rx) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Forwarded::Idle,
-            Err(_) => {
-                return Forwarded::Done {
-                    flush: false,
-                    pending: Vec::new(),
-                };
-            }
+        if let Err(nothing) = receive(socket, scratch) {
+            return nothing;
         }
         let now = self.now();
         let mut flush = false;
@@ -599,6 +588,19 @@ impl Shared {
             self.core().handle_timeout(now);
             self.flush().await;
         }
+    }
+}
+
+/// Receives a batch into `scratch`; when none came, what the batch amounts to instead.
+fn receive(socket: &BatchSocket, scratch: &mut Scratch) -> Result<(), Forwarded> {
+    match socket.try_recv(&mut scratch.rx) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(Forwarded::Idle),
+        // ICMP errors surface as receive errors on some systems; they do not end the socket's task.
+        Err(_) => Err(Forwarded::Done {
+            flush: false,
+            pending: Vec::new(),
+        }),
     }
 }
 
