@@ -60,7 +60,8 @@ impl BatchSocket {
 
     /// Sends `contents` to `to`, as `segment`-sized datagrams when `segment` is given, without
     /// waiting. When the kernel refuses the GSO send for another reason than a full buffer, the
-    /// datagrams go one by one.
+    /// datagrams go one by one; any of those a full buffer refuses is dropped with an error that
+    /// is not `WouldBlock`, since a caller retrying the whole train would send the rest twice.
     pub(super) fn try_send(
         &self,
         to: SocketAddr,
@@ -71,8 +72,12 @@ impl BatchSocket {
             (Err(e), Some(segment)) if e.kind() != io::ErrorKind::WouldBlock => {
                 let mut last = Ok(());
                 for datagram in contents.chunks(segment.max(1)) {
-                    if let Err(e) = self.try_send_once(to, datagram, None) {
-                        last = Err(e);
+                    match self.try_send_once(to, datagram, None) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            last = Err(io::Error::other("socket full after a refused GSO send"));
+                        }
+                        Err(e) => last = Err(e),
                     }
                 }
                 last
