@@ -17,6 +17,37 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
+/// uclient takes one port for UDP and TCP. A port free for UDP can be taken for TCP (or be
+/// taken between probe and bind), so probe-and-bind is retried with a fresh port.
+async fn bind_udp_and_tcp_on_one_port() -> (u16, Config, turn_server::Listeners) {
+    let mut last_error = String::new();
+    for _ in 0..20 {
+        let port = free_udp_port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = Config::from_args([
+            "turn-server",
+            "--listen-udp",
+            &addr,
+            "--listen-tcp",
+            &addr,
+            "--http-listen",
+            "127.0.0.1:0",
+            "--secrets",
+            "interop-secret",
+            "--allow-peer",
+            "127.0.0.0/8",
+            "--log-format",
+            "text",
+        ])
+        .unwrap();
+        match turn_server::Listeners::bind(&config).await {
+            Ok(listeners) => return (port, config, listeners),
+            Err(error) => last_error = error.to_string(),
+        }
+    }
+    panic!("no port was free for both UDP and TCP in 20 tries: {last_error}");
+}
+
 /// Runs uclient and returns (messages sent, messages received, lost packets line seen at 0%).
 async fn uclient(port: u16, peer_port: u16, secret: &str, extra: &[&str]) -> String {
     let mut cmd = Command::new("turnutils_uclient");
@@ -50,25 +81,7 @@ async fn uclient(port: u16, peer_port: u16, secret: &str, extra: &[&str]) -> Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coturn_uclient_relays_through_us() {
-    let port = free_udp_port();
-    let addr = format!("127.0.0.1:{port}");
-    let config = Config::from_args([
-        "turn-server",
-        "--listen-udp",
-        &addr,
-        "--listen-tcp",
-        &addr,
-        "--http-listen",
-        "127.0.0.1:0",
-        "--secrets",
-        "interop-secret",
-        "--allow-peer",
-        "127.0.0.0/8",
-        "--log-format",
-        "text",
-    ])
-    .unwrap();
-    let listeners = turn_server::Listeners::bind(&config).await.unwrap();
+    let (port, config, listeners) = bind_udp_and_tcp_on_one_port().await;
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(turn_server::run(config, listeners, shutdown.clone()));
 
