@@ -92,6 +92,14 @@ impl Fanout {
         self.available.load(Ordering::SeqCst)
     }
 
+    /// Whether the room has local watchers now (a later subscriber catches up from the log).
+    pub fn is_watched(&self, room: &str) -> bool {
+        self.rooms
+            .lock()
+            .expect("fanout lock poisoned")
+            .contains_key(room)
+    }
+
     /// Number of rooms with local watchers.
     pub fn watched_rooms(&self) -> usize {
         self.rooms.lock().expect("fanout lock poisoned").len()
@@ -144,6 +152,7 @@ mod tests {
         assert!(!fanout.publish(change("A", 1)));
         let mut a = fanout.subscribe("A");
         let b = fanout.subscribe("A");
+        assert!(fanout.is_watched("A") && !fanout.is_watched("B"));
         assert!(fanout.publish(change("A", 2)));
         match a.rx.recv().await.unwrap() {
             FanoutEvent::Change(c) => assert_eq!(c.version, 2),

@@ -431,7 +431,14 @@ impl RedisStore {
                                 .send(Bytes::copy_from_slice(msg.get_payload_bytes()));
                             continue;
                         }
-                        match serde_json::from_slice::<Change>(msg.get_payload_bytes()) {
+                        let payload = msg.get_payload_bytes();
+                        // Every replica hears every change; most are for rooms watched elsewhere,
+                        // so those are dropped before the JSON is parsed.
+                        if room_of_change(payload).is_some_and(|room| !self.fanout.is_watched(room))
+                        {
+                            continue;
+                        }
+                        match serde_json::from_slice::<Change>(payload) {
                             Ok(change) => {
                                 self.fanout.publish(change);
                             }
@@ -638,6 +645,16 @@ async fn load_library(conn: &mut Conn, library: &Library) -> redis::RedisResult<
         .map(drop)
 }
 
+/// The room of a change as the Lua library writes it (`{"version":N,"room":"CODE",...`), read
+/// without parsing the JSON; `None` for any other shape (the caller then parses it all).
+fn room_of_change(payload: &[u8]) -> Option<&str> {
+    let rest = payload.strip_prefix(b"{\"version\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let rest = rest[digits..].strip_prefix(b",\"room\":\"")?;
+    let len = rest.iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&rest[..len]).ok()
+}
+
 /// Redis answers `ERR Function not found` after a restart or `FUNCTION FLUSH`.
 fn is_function_missing(err: &redis::RedisError) -> bool {
     err.to_string().contains("Function not found")
@@ -720,6 +737,27 @@ fn parse_slot_meta(name: SlotName, meta: &str) -> Result<SlotInfo, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_of_change_reads_the_library_shape_only() {
+        let put = br#"{"version":12,"room":"AB12CD","op":"put","at":1,"room_expires_at":2,"slot":"offer"}"#;
+        assert_eq!(room_of_change(put), Some("AB12CD"));
+        let parsed: Change = serde_json::from_slice(put).unwrap();
+        assert_eq!(parsed.room, "AB12CD");
+        for other in [
+            &br#"{"room":"AB12CD","version":12}"#[..],
+            br#"{"version":12,"room":"AB12CD"#,
+            br#"{"version":x,"room":"AB12CD"}"#,
+            b"",
+        ] {
+            assert_eq!(
+                room_of_change(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
 
     #[test]
     fn library_names_follow_source_and_settings() {
