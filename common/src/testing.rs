@@ -1,6 +1,6 @@
 //! Test harness shared by the workspace's integration tests (feature `testing`, enabled only
 //! in dev-dependencies): real `redis-server` processes and a 3-master Redis Cluster on free
-//! loopback ports, stopped by PID when dropped, plus free ports and scratch directories.
+//! loopback ports, stopped by PID when dropped, plus free ports, scratch directories and the interop venv's Python.
 //! Tests use real Redis, never a mock; `scripts/test` installs redis-server and redis-cli.
 
 use std::path::PathBuf;
@@ -16,6 +16,25 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// The Python of the test venv (`SB_PYTHON`, else `~/.cache/switchboard/venv`) that
+/// `scripts/test` creates with the interop clients; panics naming `what` when it is missing.
+pub fn venv_python(what: &str) -> PathBuf {
+    let path = std::env::var_os("SB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache/switchboard/venv/bin/python")
+        });
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/test, which creates the venv with {what}",
+        path.display()
+    );
+    path
 }
 
 /// A scratch directory removed on drop.

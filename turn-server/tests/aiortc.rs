@@ -1,29 +1,12 @@
 //! A real WebRTC stack, aiortc (PyPI), opens a relay-only data channel through our server and
 //! exchanges messages. `scripts/test` makes the Python venv and sets `SB_PYTHON`.
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::testing::venv_python;
 use common::turn_auth::{SharedSecret, mint};
 use tokio_util::sync::CancellationToken;
 use turn_server::config::Config;
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("SB_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(".cache/switchboard/venv/bin/python")
-        });
-    assert!(
-        path.exists(),
-        "{} missing: run scripts/test, which creates the venv with aiortc",
-        path.display()
-    );
-    path
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiortc_relay_only_data_channel() {
@@ -53,7 +36,7 @@ async fn aiortc_relay_only_data_channel() {
     let secret = SharedSecret::new("webrtc-secret").unwrap();
     let cred = mint(&secret, Some("aiortc"), Duration::from_secs(600), now).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/aiortc_relay.py");
-    let run = tokio::process::Command::new(python())
+    let run = tokio::process::Command::new(venv_python("aiortc"))
         .args([
             script,
             &format!("turn:{addr}"),

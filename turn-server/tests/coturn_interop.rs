@@ -17,12 +17,12 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-/// uclient takes one port for UDP and TCP. A port free for UDP can be taken for TCP (or be
-/// taken between probe and bind), so probe-and-bind is retried with a fresh port.
+/// uclient takes one port for UDP and TCP. The port can be taken between probe and bind, so
+/// probe-and-bind is retried with a fresh port.
 async fn bind_udp_and_tcp_on_one_port() -> (u16, Config, turn_server::Listeners) {
     let mut last_error = String::new();
     for _ in 0..20 {
-        let port = free_udp_port();
+        let port = common::testing::free_port();
         let addr = format!("127.0.0.1:{port}");
         let config = Config::from_args([
             "turn-server",

@@ -6,37 +6,21 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::testing::venv_python;
 use serde_json::Value;
 
 use crate::support::redis::RedisServer;
 use crate::support::{Server, run_driver};
 
-fn python() -> PathBuf {
-    let path = std::env::var_os("SB_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(".cache/switchboard/venv/bin/python")
-        });
-    assert!(
-        path.exists(),
-        "{} missing: run scripts/test, which creates the venv with pypeer",
-        path.display()
-    );
-    path
-}
-
 /// Runs a host against `host` and a joiner against `joiner`; returns the script's summary.
 async fn pair(host: &Server, joiner: &Server, order: &str) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/pypeer_pair.py");
-    let mut cmd = Command::new(python());
+    let mut cmd = Command::new(venv_python("pypeer"));
     cmd.arg(script)
         .args(["--order", order])
         .env("PYPEER_URL", format!("{}/firebase", host.base))
         .env("PYPEER_URL_JOINER", format!("{}/firebase/", joiner.base))
-        .env("PYPEER_PYTHON", python())
+        .env("PYPEER_PYTHON", venv_python("pypeer"))
         .env("PYPEER_TIMEOUT", "60");
     let summary = run_driver("pypeer pair", cmd).await;
     assert_eq!(summary["connected"], true, "{summary}");
