@@ -455,6 +455,32 @@ pub async fn openapi_describes_every_mounted_route() {
     }
     assert_every_path_is_routed(&moved).await;
 
+    // At the root, Firebase paths sit beside the native API without shadowing it.
+    let root = Server::start(None, &["--firebase-prefix", "", "--peerjs-path", "off"]).await;
+    for (path, layer) in spec_paths(&root).await {
+        if layer.as_deref() == Some("firebase") {
+            assert!(path.starts_with("/rooms"), "{path}");
+        }
+    }
+    assert_every_path_is_routed(&root).await;
+    let put = reqwest::Client::new()
+        .put(root.url("/rooms/ROOT01/offer.json"))
+        .body(r#"{"sdp":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let got: Value = root
+        .get("/rooms/ROOT01/offer.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["sdp"], "x");
+    let native = root.create_room().await;
+    assert_eq!(root.get(&format!("/v1/rooms/{native}")).await.status(), 200);
+    assert_eq!(root.get("/healthz").await.status(), 200);
+
     let off = Server::start(None, &["--firebase-prefix", "off", "--peerjs-path", "off"]).await;
     let described = spec_paths(&off).await;
     assert!(
