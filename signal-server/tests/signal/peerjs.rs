@@ -165,6 +165,22 @@ pub async fn peerjs_connect_rules(boot: Boot<'_>) {
         }
     }
     assert_eq!(refused, Some(error("Rate limit exceeded; slow down")));
+    // PeerJS sockets count against the per-IP watcher cap, and a refusal is counted like any
+    // other watcher's.
+    let capped = boot(&["--max-watchers-per-ip", "1"]).await;
+    let _p = Client::open(&capped, "p", "tp").await;
+    let mut q = Client::connect(&capped, "key=peerjs&id=q&token=tq").await;
+    assert_eq!(
+        q.next().await,
+        Some(error(
+            "Too many connections from this address or to this ID"
+        ))
+    );
+    let metrics = capped.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("sb_rate_limited_total{limit=\"watchers\"} 1"),
+        "{metrics}"
+    );
     // The re-attached socket is the live one.
     let mut bob2 = Client::connect(&s, "key=peerjs&id=bob&token=t2").await;
     bob2.send(offer("alice", 1)).await;

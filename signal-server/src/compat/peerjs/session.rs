@@ -47,7 +47,7 @@ pub(super) async fn run<S>(
         return refuse(&mut socket, error("Invalid id or token")).await;
     }
     // The per-IP watcher cap covers PeerJS sockets too; the "room" is the ID.
-    let Ok(_permit) = state.watch_caps.admit(&format!("peerjs:{id}"), ip) else {
+    let Ok(_permit) = state.admit_watcher(&format!("peerjs:{id}"), ip) else {
         return refuse(
             &mut socket,
             error("Too many connections from this address or to this ID"),
