@@ -505,7 +505,6 @@ impl Shared {
         }
     }
 
-    /// One TCP or TLS client: frames in (RFC 8656 §12.5 framing), responses and relayed data out.
     /// A place for one more stream, or `None` (counted) when `--max-streams` are open.
     fn stream_slot(self: &Arc<Self>) -> Option<StreamSlot> {
         let open = self.open_streams.fetch_add(1, Ordering::Relaxed);
@@ -517,6 +516,7 @@ impl Shared {
         Some(slot)
     }
 
+    /// One TCP or TLS client: frames in (RFC 8656 §12.5 framing), responses and relayed data out.
     async fn stream_connection<S>(self: Arc<Self>, stream: S, client: ClientAddr, _slot: StreamSlot)
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
