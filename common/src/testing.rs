@@ -1,6 +1,6 @@
 //! Test harness shared by the workspace's integration tests (feature `testing`, enabled only
 //! in dev-dependencies): real `redis-server` processes and a 3-master Redis Cluster on free
-//! loopback ports, stopped by PID when dropped, plus free ports, scratch directories and the interop venv's Python.
+//! loopback ports, stopped by PID when dropped, plus free ports, scratch directories, SIGTERM and the interop venv's Python.
 //! Tests use real Redis, never a mock; `scripts/test` installs redis-server and redis-cli.
 
 use std::path::PathBuf;
@@ -35,6 +35,18 @@ pub fn venv_python(what: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Sends SIGTERM to a process the test started, as Ctrl-C or Kubernetes would.
+pub fn sigterm(pid: u32) -> std::io::Result<()> {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("kill -TERM {pid}: {status}")))
+    }
 }
 
 /// A scratch directory removed on drop.

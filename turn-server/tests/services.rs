@@ -304,14 +304,7 @@ async fn sigterm_drains_then_exits_zero() {
         Class::Error,
         "the server answers before the signal"
     );
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::testing::sigterm(child.id().unwrap()).unwrap();
     // No allocations are open, so the drain ends at once and the process exits cleanly.
     let status = tokio::time::timeout(WAIT, child.wait())
         .await

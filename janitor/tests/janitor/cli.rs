@@ -113,9 +113,7 @@ async fn schedule_sweeps_on_ticks_and_stops_on_sigterm() {
     }
     let swept = !exists(&mut conn, "sb:{EXPIR1}:room").await;
 
-    let pid = child.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(killed.success());
+    common::testing::sigterm(child.id()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -263,17 +263,6 @@ pub fn kind(v: &Value) -> &str {
     v["type"].as_str().unwrap_or("")
 }
 
-/// A loopback port free for both TCP and UDP right now (TURN listens on both).
-pub use common::testing::free_port;
-
-/// Sends SIGTERM to a process this test started, as Ctrl-C or Kubernetes would.
-pub fn sigterm(pid: u32) -> std::io::Result<()> {
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(format!("kill -TERM {pid}: {status}")))
-    }
-}
+/// A loopback port free for both TCP and UDP right now (TURN listens on both), and SIGTERM
+/// for a process the test started.
+pub use common::testing::{free_port, sigterm};
