@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::testing::TempDir;
 use common::turn_auth::{SharedSecret, mint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -27,23 +28,14 @@ struct Running {
     task: tokio::task::JoinHandle<Result<(), turn_server::RunError>>,
 }
 
-/// A directory removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A self-signed certificate for 127.0.0.1, made with the openssl command-line tool.
 fn self_signed() -> TempDir {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let dir = std::env::temp_dir().join(format!("turn-tls-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tls = TempDir::new(&format!("turn-tls-{nanos}"));
+    let dir = &tls.0;
     let status = std::process::Command::new("openssl")
         .args([
             "req",
@@ -66,7 +58,7 @@ fn self_signed() -> TempDir {
         .status()
         .expect("openssl is installed");
     assert!(status.success());
-    TempDir(dir)
+    tls
 }
 
 async fn tls_connect(server: &Running) -> tokio_rustls::client::TlsStream<TcpStream> {

@@ -181,9 +181,8 @@ async fn credentials_minted_by_signal_server_allocate_here() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_users_ipv6_relays_and_two_listen_addresses() {
-    let dir = std::env::temp_dir().join(format!("turn-users-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let users = dir.join("users");
+    let dir = common::testing::TempDir::new("turn-users");
+    let users = dir.0.join("users");
     std::fs::write(&users, "# comment\nbob:hunter2\n").unwrap();
     let (addrs, stop) = start_turn_on_all(&[
         "--listen-udp",
@@ -218,7 +217,6 @@ async fn static_users_ipv6_relays_and_two_listen_addresses() {
         Class::Error
     );
     stop.cancel();
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
