@@ -4,6 +4,7 @@ pub mod blobs;
 pub mod openapi;
 pub mod ops;
 pub mod rooms;
+mod socket_writes;
 pub mod watch;
 
 use axum::extract::FromRequestParts;
@@ -24,8 +25,14 @@ pub struct ApiPath<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
-/// `WebSocketUpgrade` answering a request that is no WebSocket handshake with our JSON error.
+/// `WebSocketUpgrade` answering a request that is no WebSocket handshake with our JSON error,
+/// with a small read buffer (see [`WS_READ_BUFFER`]).
 pub struct ApiWebSocket(pub WebSocketUpgrade);
+
+/// tungstenite zero-fills its free read capacity, up to this much, before every socket read:
+/// its 128 KiB default cost more CPU than all else a watch socket does (a profile showed 38% of
+/// the server in memset). Larger frames still arrive whole; the buffer grows for them.
+pub const WS_READ_BUFFER: usize = 4096;
 
 impl<S: Send + Sync> FromRequestParts<S> for ApiWebSocket {
     type Rejection = ApiError;
@@ -33,7 +40,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiWebSocket {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         WebSocketUpgrade::from_request_parts(parts, state)
             .await
-            .map(Self)
+            .map(|upgrade| Self(upgrade.read_buffer_size(WS_READ_BUFFER)))
             .map_err(|rejection| {
                 ApiError::new(
                     rejection.status(),
