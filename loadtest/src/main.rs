@@ -121,6 +121,13 @@ struct SignalArgs {
     /// Watch transport: sse, ws or long-poll.
     #[arg(long, env = "LOADTEST_TRANSPORT", default_value = "sse")]
     transport: Transport,
+    /// Puts go over each peer's own watch WebSocket instead of HTTP (needs `--transport ws`).
+    #[arg(long, env = "LOADTEST_SOCKET_WRITES")]
+    socket_writes: bool,
+    /// Peers put without waiting to be notified of each other's puts (a write-throughput run;
+    /// no notify latency is measured).
+    #[arg(long, env = "LOADTEST_PUTS_ONLY")]
+    puts_only: bool,
     /// Target puts per second over all rooms; 0 for as fast as possible.
     #[arg(long, env = "LOADTEST_RATE", default_value_t = 0.0)]
     rate: f64,
@@ -195,6 +202,9 @@ async fn signal(args: SignalArgs) -> anyhow::Result<bool> {
     if args.rooms == 0 || args.rounds == 0 || args.urls.is_empty() {
         bail!("--rooms, --rounds and --urls must be non-empty");
     }
+    if args.socket_writes && args.transport != Transport::WebSocket {
+        bail!("--socket-writes needs --transport ws");
+    }
     let file = args.output.prepare()?;
     let options = signal::Options {
         urls: args
@@ -205,6 +215,8 @@ async fn signal(args: SignalArgs) -> anyhow::Result<bool> {
         rooms: args.rooms,
         rounds: args.rounds,
         transport: args.transport,
+        socket_writes: args.socket_writes,
+        puts_only: args.puts_only,
         rate: args.rate,
         blob_bytes: args.blob_bytes,
         max_duration: args.max_duration,

@@ -35,6 +35,8 @@ fn options(urls: Vec<String>, rooms: usize, rounds: usize, transport: Transport)
         rooms,
         rounds,
         transport,
+        socket_writes: false,
+        puts_only: false,
         rate: 0.0,
         blob_bytes: 64,
         max_duration: Duration::from_secs(30),
@@ -61,6 +63,22 @@ async fn reports_match_what_was_sent_on_every_transport() {
         assert_eq!(sum(t.get("completed_rooms")), 4);
         assert_eq!(sum(t.get("rounds")), 4 * 3);
         assert_eq!(sum(t.get("errors")), 0);
+    }
+    // Puts through each writer's own watch socket: the same exchange; and a puts-only run,
+    // which measures no notifications.
+    for puts_only in [false, true] {
+        let report = run(Options {
+            socket_writes: true,
+            puts_only,
+            ..options(vec![a.clone()], 4, 3, Transport::WebSocket)
+        })
+        .await;
+        assert_eq!(report.completed_rooms, 4, "{}", report.human());
+        assert!(report.tally.errors.is_empty(), "{:?}", report.tally.errors);
+        assert_eq!(report.puts(), 4 * 3 * 2);
+        let notified = if puts_only { 0 } else { 4 * 3 * 2 };
+        assert_eq!(report.tally.count("notify"), notified);
+        assert_eq!(report.to_json()["writes"], "websocket");
     }
     // Errors are counted by kind, not hidden: a server that is not there fails every room.
     let report = run(Options {
@@ -125,6 +143,15 @@ async fn pairs_split_across_two_replicas_on_one_redis_complete_every_round() {
         assert_eq!(report.tally.count("notify"), 6 * 3 * 2);
         assert_eq!(sum(report.timeline.get("rounds")), 6 * 3);
     }
+    // Writes through the writer's socket on one replica reach the watcher on the other.
+    let report = run(Options {
+        socket_writes: true,
+        ..options(vec![a.clone(), b.clone()], 6, 3, Transport::WebSocket)
+    })
+    .await;
+    assert_eq!(report.completed_rooms, 6, "{}", report.human());
+    assert!(report.tally.errors.is_empty(), "{:?}", report.tally.errors);
+    assert_eq!(report.tally.count("notify"), 6 * 3 * 2);
     // Both replicas did work: each created rooms (pairs alternate which one creates).
     for base in [&a, &b] {
         let metrics = reqwest::get(format!("{base}/metrics"))
@@ -138,7 +165,7 @@ async fn pairs_split_across_two_replicas_on_one_redis_complete_every_round() {
             .filter(|l| l.starts_with("sb_rooms_created_total"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum();
-        assert_eq!(created, 9.0, "{base}: 3 transports x 3 of the 6 pairs");
+        assert_eq!(created, 12.0, "{base}: 4 runs x 3 of the 6 pairs");
     }
     stop_a.cancel();
     stop_b.cancel();

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub redis_errors: IntCounter,
     pub credentials_minted: IntCounter,
     pub rate_limited: IntCounterVec,
+    /// Writes sent over the watch WebSocket, by the HTTP status their HTTP twin would answer.
+    pub socket_writes: IntCounterVec,
 }
 
 impl Metrics {
@@ -59,6 +61,14 @@ impl Metrics {
             &["limit"],
         )
         .expect("valid metric");
+        let socket_writes = IntCounterVec::new(
+            Opts::new(
+                "sb_websocket_writes_total",
+                "Blob puts and deletes sent over the watch WebSocket, by the status their HTTP twin would answer",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
         let metrics = Self {
             requests,
@@ -89,6 +99,7 @@ impl Metrics {
                 "TURN credentials minted",
             ),
             rate_limited,
+            socket_writes,
             registry,
         };
         metrics.register_all();
@@ -109,6 +120,7 @@ impl Metrics {
             Box::new(self.redis_errors.clone()),
             Box::new(self.credentials_minted.clone()),
             Box::new(self.rate_limited.clone()),
+            Box::new(self.socket_writes.clone()),
         ];
         for c in collectors {
             self.registry.register(c).expect("metric names are unique");

@@ -11,6 +11,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
 use crate::stats::Tally;
@@ -60,6 +62,10 @@ pub struct Options {
     pub rooms: usize,
     pub rounds: usize,
     pub transport: Transport,
+    /// Puts go over the writer's own watch WebSocket (`transport` must be WebSocket).
+    pub socket_writes: bool,
+    /// Peers put without waiting for each other's notification (a write-throughput run).
+    pub puts_only: bool,
     /// Target puts per second over all rooms; 0 means as fast as possible.
     pub rate: f64,
     pub blob_bytes: usize,
@@ -94,6 +100,7 @@ impl Report {
         json!({
             "scenario": "signal",
             "transport": self.options.transport.name(),
+            "writes": self.writes_name(),
             "replicas": self.options.urls.len(),
             "rooms": self.options.rooms,
             "rounds": self.options.rounds,
@@ -107,14 +114,24 @@ impl Report {
         })
     }
 
+    /// How puts were sent.
+    pub fn writes_name(&self) -> &'static str {
+        if self.options.socket_writes {
+            "websocket"
+        } else {
+            "http"
+        }
+    }
+
     pub fn human(&self) -> String {
         let o = &self.options;
         let mut out = format!(
-            "signal: {} rooms x {} rounds over {} on {} replica(s): {}/{} rooms completed in {:.2} s\n\
+            "signal: {} rooms x {} rounds over {} (puts over {}) on {} replica(s): {}/{} rooms completed in {:.2} s\n\
              puts: {} ({:.0}/s)\n",
             o.rooms,
             o.rounds,
             o.transport.name(),
+            self.writes_name(),
             o.urls.len(),
             self.completed_rooms,
             o.rooms,
@@ -220,25 +237,41 @@ async fn pair(
     let t = Instant::now();
     let code = create_room(http, url_a).await?;
     tally.record("create", t.elapsed());
+    // A puts-only run watches a slot nobody writes: the sockets stay open but carry no events.
+    let (watched_a, watched_b) = if o.puts_only {
+        ("idle", "idle")
+    } else {
+        ("answer", "offer")
+    };
     let mut watch_a =
-        Watch::open(http, url_a, &code, "answer", o.transport, o.step_timeout).await?;
-    let mut watch_b = Watch::open(http, url_b, &code, "offer", o.transport, o.step_timeout).await?;
+        Watch::open(http, url_a, &code, watched_a, o.transport, o.step_timeout).await?;
+    let mut watch_b =
+        Watch::open(http, url_b, &code, watched_b, o.transport, o.step_timeout).await?;
     let body = bytes::Bytes::from(vec![b'x'; o.blob_bytes]);
+    let socket_body = o.socket_writes.then(|| BASE64.encode(&body));
 
     let mut next_round = tokio::time::Instant::now();
     for _ in 0..o.rounds {
         // Set by each direction below; the answer's notification ends the round.
         let mut notified = t;
-        for (writer, slot, watcher) in [
-            (url_a, "offer", &mut watch_b),
-            (url_b, "answer", &mut watch_a),
-        ] {
+        for offer in [true, false] {
+            let (writer, slot, own, other) = if offer {
+                (url_a, "offer", &mut watch_a, &mut watch_b)
+            } else {
+                (url_b, "answer", &mut watch_b, &mut watch_a)
+            };
             let t = Instant::now();
-            let version = put(http, writer, &code, slot, body.clone()).await?;
+            let version = match &socket_body {
+                Some(data) => own.put(slot, data, o.step_timeout).await?,
+                None => put(http, writer, &code, slot, body.clone()).await?,
+            };
             tally.record("put", t.elapsed());
-            watcher.until_version(version, o.step_timeout).await?;
             notified = Instant::now();
-            tally.record("notify", notified - t);
+            if !o.puts_only {
+                other.until_version(version, o.step_timeout).await?;
+                notified = Instant::now();
+                tally.record("notify", notified - t);
+            }
         }
         live.rounds.add(notified, 1);
         if !period.is_zero() {

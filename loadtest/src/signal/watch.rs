@@ -1,11 +1,13 @@
 //! A peer's watch of the other's slot over SSE, WebSocket or long-poll.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use serde_json::Value;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::{Transport, http_error};
 
@@ -20,7 +22,12 @@ pub(super) enum Watch {
         stream: SseStream,
         buf: String,
     },
-    Ws(Box<WsStream>),
+    Ws {
+        ws: Box<WsStream>,
+        /// Events that arrived while a write waited for its answer.
+        pending: VecDeque<Value>,
+        next_id: u64,
+    },
     Poll {
         http: reqwest::Client,
         url: String,
@@ -57,10 +64,18 @@ impl Watch {
             Transport::WebSocket => {
                 let url =
                     format!("{base}/v1/rooms/{code}/ws?slot={slot}").replacen("http", "ws", 1);
-                let (ws, _) = tokio_tungstenite::connect_async(url)
-                    .await
-                    .map_err(|_| "watch_ws_connect".to_owned())?;
-                Self::Ws(Box::new(ws))
+                // tungstenite zero-fills its free read capacity before every read: its 128 KiB
+                // default made that most of this client's CPU. Frames here are small.
+                let config = WebSocketConfig::default().read_buffer_size(4096);
+                let (ws, _) =
+                    tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+                        .await
+                        .map_err(|_| "watch_ws_connect".to_owned())?;
+                Self::Ws {
+                    ws: Box::new(ws),
+                    pending: VecDeque::new(),
+                    next_id: 0,
+                }
             }
             Transport::LongPoll => {
                 return Ok(Self::Poll {
@@ -94,24 +109,50 @@ impl Watch {
         }
     }
 
+    /// Puts `data` (base64) into `slot` over this watch's WebSocket; the new room version.
+    pub(super) async fn put(
+        &mut self,
+        slot: &str,
+        data: &str,
+        step_timeout: Duration,
+    ) -> Result<u64, String> {
+        let Self::Ws {
+            ws,
+            pending,
+            next_id,
+        } = self
+        else {
+            return Err("put_needs_websocket".into());
+        };
+        *next_id += 1;
+        let id = *next_id;
+        let frame = json!({"id": id, "op": "put", "slot": slot, "data": data,
+                           "content_type": "application/octet-stream"});
+        ws.send(Message::Text(frame.to_string().into()))
+            .await
+            .map_err(|_| "put_ws_send".to_owned())?;
+        loop {
+            let event = next_ws(ws, step_timeout, "put_timeout").await?;
+            match event["type"].as_str() {
+                Some("ack") if event["id"] == id => {
+                    return event["version"]
+                        .as_u64()
+                        .ok_or_else(|| "put_body".to_owned());
+                }
+                Some("error") => return Err(format!("put_{}", event["status"])),
+                _ => pending.push_back(event),
+            }
+        }
+    }
+
     async fn next_event(&mut self, step_timeout: Duration) -> Result<Value, String> {
         match self {
             Self::Sse { stream, buf } => timeout(step_timeout, next_sse(stream, buf))
                 .await
                 .map_err(|_| "notify_timeout".to_owned())?,
-            Self::Ws(ws) => loop {
-                let msg = timeout(step_timeout, ws.next())
-                    .await
-                    .map_err(|_| "notify_timeout".to_owned())?;
-                match msg {
-                    Some(Ok(Message::Text(t))) => {
-                        return serde_json::from_str(&t).map_err(|_| "watch_bad_event".to_owned());
-                    }
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                        return Err("watch_closed".into());
-                    }
-                    Some(Ok(_)) => {}
-                }
+            Self::Ws { ws, pending, .. } => match pending.pop_front() {
+                Some(event) => Ok(event),
+                None => next_ws(ws, step_timeout, "notify_timeout").await,
             },
             Self::Poll { http, url, after } => loop {
                 let r = http
@@ -129,6 +170,23 @@ impl Watch {
                     return Ok(last.clone());
                 }
             },
+        }
+    }
+}
+
+async fn next_ws(ws: &mut WsStream, step_timeout: Duration, late: &str) -> Result<Value, String> {
+    loop {
+        let msg = timeout(step_timeout, ws.next())
+            .await
+            .map_err(|_| late.to_owned())?;
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                return serde_json::from_str(&t).map_err(|_| "watch_bad_event".to_owned());
+            }
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                return Err("watch_closed".into());
+            }
+            Some(Ok(_)) => {}
         }
     }
 }

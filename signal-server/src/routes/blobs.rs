@@ -1,5 +1,6 @@
 //! Blobs: opaque bytes under a named slot, with versions, conditional writes and optional TTLs.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::Json;
@@ -14,11 +15,11 @@ use super::{ApiPath, ApiQuery, room_and_slot};
 use crate::app::{AppState, ClientIp};
 use crate::error::ApiError;
 use crate::limits::Bucket;
-use crate::model::{Precondition, PutBlob};
+use crate::model::{Change, Precondition, PutBlob, RoomCode, SlotName};
 
 /// Longest content type kept; clients send short MIME types.
 const MAX_CONTENT_TYPE: usize = 200;
-const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+pub(crate) const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
 #[derive(Debug, Deserialize)]
 pub struct PutParams {
@@ -44,8 +45,6 @@ pub async fn put(
         .map(|t| blob_ttl(t, state.settings.idle_ttl))
         .transpose()?;
     let data = read_body(&headers, body, state.settings.max_blob_bytes).await?;
-    state.rate_limits.check(Bucket::Write, ip)?;
-    let size = data.len() as u64;
     let put = PutBlob {
         slot,
         data,
@@ -53,18 +52,55 @@ pub async fn put(
         precondition,
         ttl_ms,
     };
+    let change = store_put(&state, ip, &code, put).await?;
+    Ok((
+        [(header::ETAG, etag(change.version))],
+        Json(put_answer(&change)),
+    )
+        .into_response())
+}
+
+/// A put as every native face makes it (HTTP `PUT`, a WebSocket `put`): the write bucket, then
+/// the store, then the metrics.
+pub(crate) async fn store_put(
+    state: &AppState,
+    ip: IpAddr,
+    code: &RoomCode,
+    put: PutBlob,
+) -> Result<Change, ApiError> {
+    state.rate_limits.check(Bucket::Write, ip)?;
+    let size = put.data.len() as u64;
     let change = state
         .store
-        .put_blob(&code, put, state.clock.now_ms())
+        .put_blob(code, put, state.clock.now_ms())
         .await?;
     state.metrics.blobs_written.inc();
     state.metrics.blob_bytes_written.inc_by(size);
-    let body = json!({
+    Ok(change)
+}
+
+/// A blob delete as every native face makes it.
+pub(crate) async fn store_delete(
+    state: &AppState,
+    ip: IpAddr,
+    code: &RoomCode,
+    slot: &SlotName,
+    precondition: Precondition,
+) -> Result<Change, ApiError> {
+    state.rate_limits.check(Bucket::Write, ip)?;
+    Ok(state
+        .store
+        .delete_blob(code, slot, precondition, state.clock.now_ms())
+        .await?)
+}
+
+/// The body of a successful put.
+pub(crate) fn put_answer(change: &Change) -> serde_json::Value {
+    json!({
         "version": change.version,
         "room_expires_at": change.room_expires_at,
         "expires_at": change.expires_at,
-    });
-    Ok(([(header::ETAG, etag(change.version))], Json(body)).into_response())
+    })
 }
 
 /// `GET /v1/rooms/{code}/blobs/{slot}`: the bytes as written, with their content type.
@@ -93,11 +129,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let (code, slot) = room_and_slot(&raw)?;
     let precondition = precondition(&headers)?;
-    state.rate_limits.check(Bucket::Write, ip)?;
-    state
-        .store
-        .delete_blob(&code, &slot, precondition, state.clock.now_ms())
-        .await?;
+    store_delete(&state, ip, &code, &slot, precondition).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -134,11 +166,22 @@ fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
 }
 
 fn content_type(headers: &HeaderMap) -> Result<String, ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(DEFAULT_CONTENT_TYPE.to_owned());
-    };
-    match value.to_str() {
-        Ok(text) if !text.is_empty() && text.len() <= MAX_CONTENT_TYPE => Ok(text.to_owned()),
+    match headers.get(header::CONTENT_TYPE) {
+        None => Ok(DEFAULT_CONTENT_TYPE.to_owned()),
+        Some(value) => checked_content_type(value.to_str().ok()),
+    }
+}
+
+/// A content type as given, if it is 1-200 visible ASCII characters (`None`: not text).
+pub(crate) fn checked_content_type(text: Option<&str>) -> Result<String, ApiError> {
+    match text {
+        Some(text)
+            if !text.is_empty()
+                && text.len() <= MAX_CONTENT_TYPE
+                && text.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) =>
+        {
+            Ok(text.to_owned())
+        }
         _ => Err(ApiError::bad_request(
             "invalid_content_type",
             format!("Content-Type must be 1-{MAX_CONTENT_TYPE} visible ASCII characters"),
@@ -146,7 +189,7 @@ fn content_type(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
-fn blob_ttl(raw: &str, idle_ttl: Duration) -> Result<u64, ApiError> {
+pub(crate) fn blob_ttl(raw: &str, idle_ttl: Duration) -> Result<u64, ApiError> {
     let ttl = raw
         .parse::<u64>()
         .map(Duration::from_secs)
@@ -166,7 +209,7 @@ fn blob_ttl(raw: &str, idle_ttl: Duration) -> Result<u64, ApiError> {
     Ok(ttl.as_millis() as u64)
 }
 
-fn too_large(max: usize) -> ApiError {
+pub(crate) fn too_large(max: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "blob_too_large",

@@ -16,11 +16,11 @@ use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiPath, ApiQuery, ApiWebSocket, room_code};
+use super::{ApiPath, ApiQuery, ApiWebSocket, room_code, socket_writes};
 use crate::app::{AppState, ClientIp};
 use crate::error::ApiError;
 use crate::limits::WatchPermit;
-use crate::model::SlotName;
+use crate::model::{RoomCode, SlotName};
 use crate::watch::{WatchEvent, Watcher};
 
 /// Longest long-poll wait a client may ask for.
@@ -136,12 +136,23 @@ pub async fn websocket(
 ) -> Result<Response, ApiError> {
     // Open before upgrading, so a missing room or an outage is a plain HTTP error.
     let watch = open(&state, ip, &raw, &params, params.after, "websocket").await?;
+    let code = room_code(&raw)?;
+    let max_frame = socket_writes::max_frame_bytes(state.settings.max_blob_bytes);
     Ok(upgrade
-        .max_message_size(4096)
-        .on_upgrade(move |socket| pump_websocket(socket, watch)))
+        .max_message_size(max_frame)
+        .max_frame_size(max_frame)
+        .on_upgrade(move |socket| pump_websocket(socket, watch, state, ip, code)))
 }
 
-async fn pump_websocket(mut socket: WebSocket, mut watch: OpenWatch) {
+/// Sends the watch's events and answers the client's write frames (see `socket_writes`). A
+/// write is answered before the next frame is read, so one socket's writes apply in order.
+async fn pump_websocket(
+    mut socket: WebSocket,
+    mut watch: OpenWatch,
+    state: AppState,
+    ip: std::net::IpAddr,
+    code: RoomCode,
+) {
     loop {
         tokio::select! {
             event = watch.watcher.next() => {
@@ -161,11 +172,31 @@ async fn pump_websocket(mut socket: WebSocket, mut watch: OpenWatch) {
                     return;
                 }
             }
-            incoming = socket.recv() => match incoming {
-                // Clients have nothing to say; pings are answered by the library.
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(_)) => {}
-            },
+            incoming = socket.recv() => {
+                let reply = match incoming {
+                    Some(Ok(Message::Text(frame))) => {
+                        socket_writes::answer(&state, ip, &code, frame.as_str()).await
+                    }
+                    Some(Ok(Message::Binary(_))) => socket_writes::binary_refused(),
+                    // Pings are answered by the library.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None => return,
+                    Some(Err(err)) => {
+                        // axum hides tungstenite's error type; its text names an oversized frame.
+                        let (code, reason) = if err.to_string().contains("too long") {
+                            (close_code::SIZE, "frame over the size limit")
+                        } else {
+                            (close_code::PROTOCOL, "invalid frame")
+                        };
+                        let frame = CloseFrame { code, reason: reason.into() };
+                        let _ = socket.send(Message::Close(Some(frame))).await;
+                        return;
+                    }
+                };
+                if socket.send(Message::Text(reply.into())).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }

@@ -91,6 +91,7 @@ macro_rules! full_suite_on {
                 sse_resumes_from_last_event_id,
                 change_log_serves_exactly_its_length,
                 websocket_watch,
+                websocket_writes,
                 long_poll,
                 watchers_see_room_expiry,
                 turn_credentials,

@@ -383,6 +383,150 @@ pub async fn websocket_watch(boot: Boot<'_>) {
     assert_eq!(missing.status(), 404);
 }
 
+pub async fn websocket_writes(boot: Boot<'_>) {
+    use tokio_tungstenite::tungstenite::Message;
+    let s = boot(&["--max-blob-bytes", "1024", "--writes-per-second", "1000"]).await;
+    let over_limit = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode([b'x'; 1025])
+    };
+    let code = s.create_room().await;
+    let mut writer = s.ws(&format!("/v1/rooms/{code}/ws?slot=answer")).await;
+    let mut reader = s.ws(&format!("/v1/rooms/{code}/ws?slot=offer")).await;
+    for ws in [&mut writer, &mut reader] {
+        let WsItem::Event(ready) = ws.next().await else {
+            panic!("no ready")
+        };
+        assert_eq!(kind(&ready), "ready");
+    }
+    let put = serde_json::json!({"id": 1, "op": "put", "slot": "offer", "data": "aGk=",
+                                 "content_type": "text/plain", "if_none_match": "*"});
+    let ack = writer.request(put.clone()).await;
+    assert_eq!(
+        (kind(&ack), &ack["id"], &ack["version"]),
+        ("ack", &1.into(), &1.into()),
+        "{ack}"
+    );
+    assert!(ack["room_expires_at"].as_u64().is_some(), "{ack}");
+    let WsItem::Event(change) = reader.next().await else {
+        panic!("reader saw no change")
+    };
+    assert_eq!(
+        (
+            &change["op"],
+            &change["slot"],
+            &change["size"],
+            &change["version"]
+        ),
+        (&"put".into(), &"offer".into(), &2.into(), &1.into()),
+        "{change}"
+    );
+    let blob = s.get(&format!("/v1/rooms/{code}/blobs/offer")).await;
+    assert_eq!(blob.headers()["content-type"], "text/plain");
+    assert_eq!(blob.text().await.unwrap(), "hi");
+
+    // Every refusal is an error frame carrying the request's id and its HTTP twin's status.
+    let refused = |id: &str, frame: Value| {
+        let mut frame = frame;
+        frame["id"] = id.into();
+        frame
+    };
+    let cases = [
+        (refused("again", put.clone()), 412, "precondition_failed"),
+        (
+            serde_json::json!({"id": "cas", "op": "put", "slot": "offer", "data": "", "if_match": 7}),
+            412,
+            "precondition_failed",
+        ),
+        (
+            serde_json::json!({"id": "big", "op": "put", "slot": "offer", "data": over_limit}),
+            413,
+            "blob_too_large",
+        ),
+        (
+            serde_json::json!({"id": "b64", "op": "put", "slot": "offer", "data": "not base64!"}),
+            400,
+            "invalid_data",
+        ),
+        (
+            serde_json::json!({"id": "slot", "op": "put", "slot": "no/slash", "data": ""}),
+            400,
+            "invalid_slot_name",
+        ),
+        (
+            serde_json::json!({"id": "ttl", "op": "put", "slot": "offer", "data": "", "ttl": "2h"}),
+            400,
+            "invalid_ttl",
+        ),
+        (
+            serde_json::json!({"id": "what", "op": "put", "slot": "offer", "data": "", "colour": 1}),
+            400,
+            "invalid_request",
+        ),
+        (
+            serde_json::json!({"id": "nodata", "op": "put", "slot": "offer"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            serde_json::json!({"id": "gone", "op": "delete", "slot": "answer"}),
+            404,
+            "slot_not_found",
+        ),
+    ];
+    for (frame, status, code) in cases {
+        let answer = writer.request(frame.clone()).await;
+        assert_eq!(kind(&answer), "error", "{frame} -> {answer}");
+        assert_eq!(answer["id"], frame["id"], "{answer}");
+        assert_eq!(
+            (&answer["status"], &answer["error"]["code"]),
+            (&status.into(), &code.into())
+        );
+    }
+    let not_json = writer.request(Value::String("{oops".into())).await;
+    assert_eq!(
+        (&not_json["status"], &not_json["id"]),
+        (&400.into(), &Value::Null)
+    );
+    writer.send(Message::Binary(vec![1, 2, 3].into())).await;
+    let WsItem::Event(binary) = writer.next().await else {
+        panic!("no answer to a binary frame")
+    };
+    assert_eq!(binary["error"]["code"], "text_frames_only");
+
+    // Compare-and-set and delete, with a ttl given in seconds; the socket survived the refusals.
+    let cas = serde_json::json!({"id": 2, "op": "put", "slot": "offer", "data": "aGVsbG8=",
+                                 "if_match": 1, "ttl": 30});
+    let ack = writer.request(cas).await;
+    assert_eq!((kind(&ack), &ack["version"]), ("ack", &2.into()), "{ack}");
+    assert!(ack["expires_at"].as_u64().is_some(), "{ack}");
+    let delete = serde_json::json!({"id": 3, "op": "delete", "slot": "offer", "if_match": 2});
+    let ack = writer.request(delete).await;
+    assert_eq!((kind(&ack), &ack["version"]), ("ack", &3.into()), "{ack}");
+    for (op, version) in [("put", 2), ("delete", 3)] {
+        let WsItem::Event(e) = reader.next().await else {
+            panic!("expected {op}")
+        };
+        assert_eq!(
+            (&e["op"], &e["version"]),
+            (&op.into(), &version.into()),
+            "{e}"
+        );
+    }
+    let metrics = s.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "sb_websocket_writes_total{status=\"200\"} 3",
+        "sb_websocket_writes_total{status=\"412\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} missing");
+    }
+
+    // A frame over the limit (a largest blob in base64, plus room for fields) closes the socket.
+    let huge = "x".repeat(8 * 1024);
+    writer.send(Message::Text(huge.into())).await;
+    assert!(matches!(writer.next().await, WsItem::Close(1009)));
+}
+
 pub async fn long_poll(boot: Boot<'_>) {
     let s = boot(&[]).await;
     let code = s.create_room().await;

@@ -221,6 +221,26 @@ pub enum WsItem {
 }
 
 impl WsClient {
+    /// Sends one frame: text for a JSON value, binary for bytes.
+    pub async fn send(&mut self, frame: tokio_tungstenite::tungstenite::Message) {
+        use futures_util::SinkExt;
+        tokio::time::timeout(WAIT, self.ws.send(frame))
+            .await
+            .expect("WS send in time")
+            .expect("WS send");
+    }
+
+    /// Sends a JSON text frame and returns the next event (the answer, when nothing else is due).
+    pub async fn request(&mut self, frame: Value) -> Value {
+        let text = frame.to_string();
+        self.send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await;
+        match self.next().await {
+            WsItem::Event(e) => e,
+            other => panic!("no answer to {frame}: {other:?}"),
+        }
+    }
+
     pub async fn next(&mut self) -> WsItem {
         use tokio_tungstenite::tungstenite::Message;
         loop {

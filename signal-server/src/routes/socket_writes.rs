@@ -1,0 +1,223 @@
+//! Writes over the watch WebSocket: a client holding `/v1/rooms/{code}/ws` open may put and
+//! delete that room's blobs through it, one JSON text frame each, instead of one HTTP request
+//! each. Same checks, limits, versions and change events as `PUT`/`DELETE .../blobs/{slot}`;
+//! it saves the per-request HTTP work, which is most of a small write's cost.
+//!
+//! Request: `{"id": any, "op": "put" | "delete", "slot": name, "data": base64 (put),
+//! "content_type", "if_none_match": "*", "if_match": version, "ttl": seconds or "30s"}`.
+//! Answer, one frame per request in request order: `{"type": "ack", "id", "version", ...}` or
+//! `{"type": "error", "id", "status", "error": {"code", "message"}}`.
+
+use std::net::IpAddr;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::blobs::{
+    DEFAULT_CONTENT_TYPE, blob_ttl, checked_content_type, put_answer, store_delete, store_put,
+    too_large,
+};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::model::{Precondition, PutBlob, RoomCode, SlotName};
+
+/// Room for the request's JSON around the base64 of a largest blob.
+const FRAME_OVERHEAD: usize = 4096;
+
+/// The largest frame a client may send: a largest blob, base64-encoded, with its fields.
+pub(super) fn max_frame_bytes(max_blob_bytes: usize) -> usize {
+    max_blob_bytes.div_ceil(3) * 4 + FRAME_OVERHEAD
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    #[serde(default)]
+    id: Value,
+    op: Op,
+    slot: String,
+    data: Option<String>,
+    content_type: Option<String>,
+    if_none_match: Option<String>,
+    if_match: Option<u64>,
+    ttl: Option<Ttl>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Op {
+    Put,
+    Delete,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Ttl {
+    Seconds(u64),
+    Text(String),
+}
+
+/// The answer frame to one request frame.
+pub(super) async fn answer(state: &AppState, ip: IpAddr, code: &RoomCode, frame: &str) -> String {
+    let request = match serde_json::from_str::<Request>(frame) {
+        Ok(request) => request,
+        Err(err) => {
+            // Echo the id when the frame is JSON with one, so the client can match the refusal.
+            let id = serde_json::from_str::<Value>(frame)
+                .ok()
+                .and_then(|mut v| v.get_mut("id").map(Value::take))
+                .unwrap_or(Value::Null);
+            let err = ApiError::bad_request("invalid_request", format!("bad write frame: {err}"));
+            return error_frame(&id, &err);
+        }
+    };
+    let id = request.id.clone();
+    let outcome = tokio::time::timeout(
+        state.settings.request_timeout,
+        execute(state, ip, code, request),
+    )
+    .await
+    .unwrap_or_else(|_| Err(ApiError::timeout()));
+    let status = match &outcome {
+        Ok(_) => "200".to_owned(),
+        Err(err) => err.status.as_u16().to_string(),
+    };
+    state
+        .metrics
+        .socket_writes
+        .with_label_values(&[&status])
+        .inc();
+    match outcome {
+        Ok(mut ack) => {
+            ack["type"] = "ack".into();
+            ack["id"] = id;
+            ack.to_string()
+        }
+        Err(err) => error_frame(&id, &err),
+    }
+}
+
+/// The answer to a binary frame: writes are JSON text frames.
+pub(super) fn binary_refused() -> String {
+    let err = ApiError::bad_request(
+        "text_frames_only",
+        "send writes as JSON text frames (blob data base64-encoded)",
+    );
+    error_frame(&Value::Null, &err)
+}
+
+fn error_frame(id: &Value, err: &ApiError) -> String {
+    let mut frame = json!({
+        "type": "error",
+        "id": id,
+        "status": err.status.as_u16(),
+        "error": {"code": err.code, "message": err.message},
+    });
+    if let Some(after) = err.retry_after {
+        frame["retry_after"] = (after.as_millis().div_ceil(1000).max(1) as u64).into();
+    }
+    frame.to_string()
+}
+
+async fn execute(
+    state: &AppState,
+    ip: IpAddr,
+    code: &RoomCode,
+    request: Request,
+) -> Result<Value, ApiError> {
+    let slot = SlotName::parse(&request.slot)?;
+    let precondition = precondition(request.if_none_match.as_deref(), request.if_match)?;
+    match request.op {
+        Op::Delete => {
+            if request.data.is_some() || request.content_type.is_some() || request.ttl.is_some() {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "a delete takes only id, op, slot and if_match",
+                ));
+            }
+            let change = store_delete(state, ip, code, &slot, precondition).await?;
+            Ok(json!({"version": change.version, "room_expires_at": change.room_expires_at}))
+        }
+        Op::Put => {
+            let content_type = match request.content_type.as_deref() {
+                None => DEFAULT_CONTENT_TYPE.to_owned(),
+                Some(text) => checked_content_type(Some(text))?,
+            };
+            let ttl_ms = match &request.ttl {
+                None => None,
+                Some(Ttl::Seconds(s)) => Some(blob_ttl(&s.to_string(), state.settings.idle_ttl)?),
+                Some(Ttl::Text(t)) => Some(blob_ttl(t, state.settings.idle_ttl)?),
+            };
+            let data = decode_data(request.data.as_deref(), state.settings.max_blob_bytes)?;
+            let put = PutBlob {
+                slot,
+                data,
+                content_type,
+                precondition,
+                ttl_ms,
+            };
+            let change = store_put(state, ip, code, put).await?;
+            Ok(put_answer(&change))
+        }
+    }
+}
+
+fn precondition(
+    if_none_match: Option<&str>,
+    if_match: Option<u64>,
+) -> Result<Precondition, ApiError> {
+    let bad = |m: &str| ApiError::bad_request("invalid_precondition", m);
+    match (if_none_match, if_match) {
+        (None, None) => Ok(Precondition::None),
+        (Some("*"), None) => Ok(Precondition::Absent),
+        (Some(_), None) => Err(bad("if_none_match supports only \"*\"")),
+        (None, Some(version)) => Ok(Precondition::Version(version)),
+        (Some(_), Some(_)) => Err(bad("send if_match or if_none_match, not both")),
+    }
+}
+
+fn decode_data(data: Option<&str>, max: usize) -> Result<bytes::Bytes, ApiError> {
+    let data = data.ok_or_else(|| {
+        ApiError::bad_request("invalid_request", "a put needs data (the blob, base64)")
+    })?;
+    // Refuse by the encoded length first, so an oversized blob is never decoded.
+    if data.len() > max.div_ceil(3) * 4 {
+        return Err(too_large(max));
+    }
+    let bytes = BASE64.decode(data).map_err(|_| {
+        ApiError::bad_request("invalid_data", "data must be standard base64 with padding")
+    })?;
+    if bytes.len() > max {
+        return Err(too_large(max));
+    }
+    Ok(bytes.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preconditions_from_fields() {
+        assert_eq!(precondition(None, None).unwrap(), Precondition::None);
+        assert_eq!(precondition(Some("*"), None).unwrap(), Precondition::Absent);
+        assert_eq!(
+            precondition(None, Some(4)).unwrap(),
+            Precondition::Version(4)
+        );
+        assert!(precondition(Some("3"), None).is_err());
+        assert!(precondition(Some("*"), Some(4)).is_err());
+    }
+
+    #[test]
+    fn data_is_bounded_before_and_after_decoding() {
+        assert_eq!(&decode_data(Some("aGk="), 2).unwrap()[..], b"hi");
+        assert_eq!(decode_data(Some("aGk="), 1).unwrap_err().status, 413);
+        assert_eq!(decode_data(Some("aGVsbG8="), 2).unwrap_err().status, 413);
+        assert_eq!(decode_data(Some("!!"), 8).unwrap_err().code, "invalid_data");
+        assert_eq!(decode_data(None, 8).unwrap_err().code, "invalid_request");
+        assert!(max_frame_bytes(65_536) > 65_536 * 4 / 3);
+    }
+}
