@@ -6,6 +6,7 @@
 //! logging an `expire` change, and treat a room past its deadline as gone.
 
 mod memory;
+mod put_batch;
 mod redis;
 
 use std::sync::Arc;

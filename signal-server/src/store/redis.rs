@@ -22,6 +22,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
+use super::put_batch::PutBatcher;
 use crate::fanout::Fanout;
 use crate::model::{
     Blob, Change, ChangesSince, Limits, Precondition, PutBlob, RoomCode, RoomInfo, SlotInfo,
@@ -36,9 +37,12 @@ const SCAN_COUNT: usize = 500;
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
+/// One put's work, shared by the `put` and `put_many` functions (see `lua/put.lua`).
+const PUT_BLOB: &str = include_str!("lua/put.lua");
+
 /// One multiplexed connection of either kind; both reconnect on their own.
 #[derive(Clone)]
-enum Conn {
+pub(super) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -73,20 +77,22 @@ impl ConnectionLike for Conn {
 
 /// The operations, one Lua function each (`lua/<file>.lua` is the function's body).
 #[derive(Debug, Clone, Copy)]
-enum Op {
+pub(super) enum Op {
     Create,
     Info,
     Put,
+    PutMany,
     Get,
     DeleteBlob,
     DeleteRoom,
 }
 
 impl Op {
-    const ALL: [Op; 6] = [
+    const ALL: [Op; 7] = [
         Op::Create,
         Op::Info,
         Op::Put,
+        Op::PutMany,
         Op::Get,
         Op::DeleteBlob,
         Op::DeleteRoom,
@@ -97,6 +103,7 @@ impl Op {
             Op::Create => "create",
             Op::Info => "info",
             Op::Put => "put",
+            Op::PutMany => "put_many",
             Op::Get => "get",
             Op::DeleteBlob => "delete_blob",
             Op::DeleteRoom => "delete_room",
@@ -107,7 +114,8 @@ impl Op {
         match self {
             Op::Create => include_str!("lua/create.lua"),
             Op::Info => include_str!("lua/info.lua"),
-            Op::Put => include_str!("lua/put.lua"),
+            Op::Put => "return put_blob()",
+            Op::PutMany => include_str!("lua/put_many.lua"),
             Op::Get => include_str!("lua/get.lua"),
             Op::DeleteBlob => include_str!("lua/delete_blob.lua"),
             Op::DeleteRoom => include_str!("lua/delete_room.lua"),
@@ -117,11 +125,11 @@ impl Op {
 
 /// The Redis Functions library: the deployment's settings as constants, the prelude, then one
 /// registered function per [`Op`].
-struct Library {
+pub(super) struct Library {
     /// `FUNCTION LOAD` source, starting with the `#!lua name=...` shebang.
     source: String,
     /// Function names, in [`Op::ALL`] order.
-    functions: [String; 6],
+    functions: [String; 7],
 }
 
 impl Library {
@@ -133,7 +141,8 @@ impl Library {
             .map(|b| format!("\\{b}"))
             .collect();
         let mut code = format!(
-            "local channel, idle, max_age, log_len, max_slots = '{channel}', {}, {}, {}, {}\n{PRELUDE}",
+            "local channel, idle, max_age, log_len, max_slots = '{channel}', {}, {}, {}, {}\n{PRELUDE}\n\
+             local function put_blob()\n{PUT_BLOB}\nend\n",
             limits.idle_ttl_ms, limits.max_age_ms, limits.log_len, limits.max_slots
         );
         for op in Op::ALL {
@@ -154,7 +163,7 @@ impl Library {
         }
     }
 
-    fn function(&self, op: Op) -> &str {
+    pub(super) fn function(&self, op: Op) -> &str {
         &self.functions[op as usize]
     }
 }
@@ -167,7 +176,9 @@ pub struct RedisStore {
     target: RedisTarget,
     keys: KeySchema,
     fanout: Arc<Fanout>,
-    library: Library,
+    library: Arc<Library>,
+    /// Batches concurrent puts (standalone Redis only).
+    put_batcher: Option<PutBatcher>,
     timeout: Duration,
     errors: prometheus::IntCounter,
 }
@@ -180,7 +191,7 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-type Reply = Vec<Value>;
+pub(super) type Reply = Vec<Value>;
 
 impl RedisStore {
     /// Connects (failing fast if Redis does not answer within `timeout`).
@@ -192,7 +203,7 @@ impl RedisStore {
         timeout: Duration,
         errors: prometheus::IntCounter,
     ) -> Result<Self, StoreError> {
-        let library = Library::build(&keys, &limits);
+        let library = Arc::new(Library::build(&keys, &limits));
         let connected = async {
             let mut conn = open(&target, timeout).await.map_err(unavailable)?;
             load_library(&mut conn, &library).await.map_err(|err| {
@@ -205,8 +216,12 @@ impl RedisStore {
         let conn = tokio::time::timeout(timeout, connected)
             .await
             .map_err(|_| StoreError::Unavailable("timed out connecting to Redis".into()))??;
+        let put_batcher = matches!(conn, Conn::Single(_)).then(|| {
+            PutBatcher::spawn(conn.clone(), Arc::clone(&library), timeout, errors.clone())
+        });
         Ok(Self {
             conn,
+            put_batcher,
             peer_feed: tokio::sync::broadcast::channel(PEER_FEED_CAPACITY).0,
             target,
             keys,
@@ -322,15 +337,34 @@ impl RedisStore {
         let precondition = precondition_arg(put.precondition);
         let content_type_json =
             serde_json::to_string(&put.content_type).map_err(|_| unexpected("content type"))?;
-        let args: [&[u8]; 6] = [
-            put.slot.as_str().as_bytes(),
-            &put.data,
-            put.content_type.as_bytes(),
-            precondition.as_bytes(),
-            ttl.as_bytes(),
-            content_type_json.as_bytes(),
-        ];
-        let reply = self.run(Op::Put, code, now, &args).await?;
+        let reply = match &self.put_batcher {
+            Some(batcher) => {
+                let args = [
+                    Bytes::from(now.to_string()),
+                    Bytes::copy_from_slice(code.as_str().as_bytes()),
+                    Bytes::copy_from_slice(put.slot.as_str().as_bytes()),
+                    put.data,
+                    Bytes::from(put.content_type),
+                    Bytes::from(precondition),
+                    Bytes::from(ttl),
+                    Bytes::from(content_type_json),
+                ];
+                batcher
+                    .put(self.keys.room_keys(code.as_str()), args)
+                    .await?
+            }
+            None => {
+                let args: [&[u8]; 6] = [
+                    put.slot.as_str().as_bytes(),
+                    &put.data,
+                    put.content_type.as_bytes(),
+                    precondition.as_bytes(),
+                    ttl.as_bytes(),
+                    content_type_json.as_bytes(),
+                ];
+                self.run(Op::Put, code, now, &args).await?
+            }
+        };
         expect_ok(&reply)?;
         change_at(&reply, 1)
     }
@@ -580,17 +614,8 @@ impl RedisStore {
         }
         let mut conn = self.conn.clone();
         let library = &self.library;
-        self.bounded(async move {
-            match call.query_async::<Reply>(&mut conn).await {
-                Err(err) if is_function_missing(&err) => {
-                    tracing::info!("Redis lost the function library; loading it again");
-                    load_library(&mut conn, library).await?;
-                    call.query_async::<Reply>(&mut conn).await
-                }
-                other => other,
-            }
-        })
-        .await
+        self.bounded(async move { query_reloading(&mut conn, library, &call).await })
+            .await
     }
 
     async fn bounded<T>(
@@ -631,6 +656,22 @@ async fn open(target: &RedisTarget, timeout: Duration) -> redis::RedisResult<Con
                 .build()?;
             Ok(Conn::Cluster(client.get_async_connection().await?))
         }
+    }
+}
+
+/// Runs a function call, loading the library and retrying once if Redis lost it.
+pub(super) async fn query_reloading(
+    conn: &mut Conn,
+    library: &Library,
+    call: &Cmd,
+) -> redis::RedisResult<Reply> {
+    match call.query_async::<Reply>(conn).await {
+        Err(err) if is_function_missing(&err) => {
+            tracing::info!("Redis lost the function library; loading it again");
+            load_library(conn, library).await?;
+            call.query_async::<Reply>(conn).await
+        }
+        other => other,
     }
 }
 
@@ -772,7 +813,7 @@ mod tests {
         let name = a.function(Op::Put).strip_suffix("_put").unwrap();
         assert!(a.source.starts_with(&format!("#!lua name={name}\n")));
         assert!(name.starts_with("switchboard_"));
-        assert_eq!(a.source.matches("redis.register_function(").count(), 6);
+        assert_eq!(a.source.matches("redis.register_function(").count(), 7);
         assert_eq!(
             a.source,
             Library::build(&KeySchema::default(), &limits(128)).source

@@ -6,6 +6,7 @@ mod browser;
 mod bundle;
 mod compat;
 mod peerjs;
+mod put_batch;
 mod pypeer;
 mod suite;
 mod support;

@@ -1,5 +1,6 @@
 -- The top of the Redis Functions library. redis.rs assembles the library from this prelude and
--- one registered function per operation (each other file here is a function body), loads it
+-- one registered function per operation (each other file here is a function body, except
+-- put.lua: it becomes the helper put_blob(), which put and put_many call), loads it
 -- once per Redis node, and calls the functions with FCALL. The helpers below are built at load
 -- time, not on every call. (Top-level code must not touch `string`, `math`, ...: Redis only
 -- exposes them once the library is loaded.)

@@ -1,0 +1,166 @@
+//! Concurrent puts on a standalone Redis share `put_many` calls. On a current-thread runtime
+//! every put below is queued before the batching task runs, so they go out as one call: each
+//! must still get exactly the answer a lone put would.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::keys::KeySchema;
+use futures_util::future::join_all;
+use signal_server::fanout::Fanout;
+use signal_server::model::{Limits, Precondition, PutBlob, RoomCode, SlotName};
+use signal_server::store::{RedisStore, RedisTarget, StoreError};
+use support::redis::RedisServer;
+
+use crate::support;
+
+const NOW: u64 = 1_800_000_000_000;
+
+async fn store(redis: &RedisServer) -> RedisStore {
+    let limits = Limits {
+        idle_ttl_ms: 600_000,
+        max_age_ms: 3_600_000,
+        max_slots: 4,
+        log_len: 128,
+    };
+    let errors = prometheus::IntCounter::new("errors", "test").unwrap();
+    RedisStore::connect(
+        RedisTarget::Single(redis.url()),
+        KeySchema::default(),
+        limits,
+        Fanout::new(64, true),
+        Duration::from_secs(5),
+        errors,
+    )
+    .await
+    .unwrap()
+}
+
+fn put(slot: &str, precondition: Precondition) -> PutBlob {
+    PutBlob {
+        slot: SlotName::parse(slot).unwrap(),
+        data: Bytes::from_static(b"blob"),
+        content_type: "text/plain".into(),
+        precondition,
+        ttl_ms: None,
+    }
+}
+
+#[tokio::test]
+async fn batched_puts_answer_as_lone_puts_would() {
+    let redis = RedisServer::start();
+    let store = Arc::new(store(&redis).await);
+    let rooms: Vec<RoomCode> = ["BATCH2", "BATCH3"]
+        .iter()
+        .map(|c| RoomCode::parse(c).unwrap())
+        .collect();
+    for room in &rooms {
+        store.create_room(room, NOW).await.unwrap();
+    }
+    let missing = RoomCode::parse("NOROOM").unwrap();
+
+    // Per room, in queue order: 4 plain puts, 3 write-once puts of one slot (the first wins),
+    // a compare-and-set at the version the 2nd put makes, then new slots up to the cap of 4.
+    let mut calls = Vec::new();
+    for room in &rooms {
+        for _ in 0..4 {
+            calls.push((room.clone(), put("offer", Precondition::None)));
+        }
+        for _ in 0..3 {
+            calls.push((room.clone(), put("once", Precondition::Absent)));
+        }
+        calls.push((room.clone(), put("offer", Precondition::Version(2))));
+        for slot in ["c1", "c2", "c3"] {
+            calls.push((room.clone(), put(slot, Precondition::None)));
+        }
+        calls.push((missing.clone(), put("offer", Precondition::None)));
+    }
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let fcalls_before = fcalls(&mut conn).await;
+    let results = join_all(calls.into_iter().map(|(room, p)| {
+        let store = Arc::clone(&store);
+        async move { store.put_blob(&room, p, NOW).await }
+    }))
+    .await;
+    assert_eq!(
+        fcalls(&mut conn).await - fcalls_before,
+        1,
+        "one call for all 24 puts"
+    );
+
+    for per_room in results.chunks(12) {
+        let versions: Vec<Option<u64>> = per_room
+            .iter()
+            .map(|r| r.as_ref().ok().map(|c| c.version))
+            .collect();
+        assert_eq!(
+            versions,
+            [
+                Some(1),
+                Some(2),
+                Some(3),
+                Some(4),
+                Some(5),
+                None,
+                None,
+                None,
+                Some(6),
+                Some(7),
+                None,
+                None
+            ],
+            "{per_room:?}"
+        );
+        for refused in &per_room[5..7] {
+            assert_eq!(
+                refused.as_ref().unwrap_err(),
+                &StoreError::PreconditionFailed { current: Some(5) }
+            );
+        }
+        assert_eq!(
+            per_room[7].as_ref().unwrap_err(),
+            &StoreError::PreconditionFailed { current: Some(4) }
+        );
+        assert_eq!(
+            per_room[10].as_ref().unwrap_err(),
+            &StoreError::TooManySlots
+        );
+        assert_eq!(per_room[11].as_ref().unwrap_err(), &StoreError::NoRoom);
+    }
+    for room in &rooms {
+        let info = store.room(room, NOW).await.unwrap();
+        assert_eq!(info.version, 7);
+        assert_eq!(info.slots.len(), 4);
+    }
+
+    // Redis lost its functions (a restart, `FUNCTION FLUSH`): the batch loads them and retries.
+    redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let again = join_all(
+        rooms
+            .iter()
+            .map(|room| store.put_blob(room, put("offer", Precondition::None), NOW)),
+    )
+    .await;
+    for change in again {
+        assert_eq!(change.unwrap().version, 8);
+    }
+}
+
+/// `FCALL`s Redis has run, from `INFO commandstats`.
+async fn fcalls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_fcall:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
