@@ -278,6 +278,7 @@ async fn nat(args: NatArgs) -> anyhow::Result<bool> {
     if args.punch_timeout > Duration::from_secs(60) || args.step_timeout > Duration::from_secs(60) {
         bail!("--punch-timeout and --step-timeout must be at most 60s");
     }
+    let stop = interrupted();
     // Flags first, so a bad one is named whoever runs it; then what building the lab needs.
     if let Err(why) = nat::check_prerequisites() {
         eprintln!("loadtest nat: {why}");
@@ -294,7 +295,7 @@ async fn nat(args: NatArgs) -> anyhow::Result<bool> {
     };
     let live = Arc::new(nat::Live::new(&options));
     let progress = Progress::nat(!args.output.no_progress, Arc::clone(&live));
-    let report = nat::run_until(options, live, interrupted()).await;
+    let report = nat::run_until(options, live, stop).await;
     progress.finish();
     let report = match report {
         Ok(r) => r,
@@ -310,16 +311,27 @@ async fn nat(args: NatArgs) -> anyhow::Result<bool> {
     Ok(report.failed() == 0)
 }
 
-/// Completes on Ctrl-C or SIGTERM, so a run can delete what it made before exiting.
-async fn interrupted() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(t) => { t.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
+/// Completes on Ctrl-C or SIGTERM, so a run can delete what it made before exiting. The
+/// handlers are installed here, at the call, not when the future is first polled: a signal in
+/// between would otherwise kill the process with its namespaces still in place.
+fn interrupted() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            () = received(int.as_mut()) => {}
+            () = received(term.as_mut()) => {}
+        }
+    }
+}
+
+/// The next delivery of `signal`; never, when it could not be installed.
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }

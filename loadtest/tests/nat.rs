@@ -202,8 +202,9 @@ async fn an_interrupted_run_deletes_every_namespace_it_made() {
         .await
         .expect("exits soon after SIGINT")
         .unwrap();
-    assert_eq!(out.status.code(), Some(130));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{:?}: {stderr}", out.status);
+    assert!(stderr.contains("interrupted"), "{stderr}");
     assert_eq!(namespaces_of(pid), Vec::<String>::new());
 }
 

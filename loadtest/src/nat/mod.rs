@@ -113,16 +113,25 @@ pub async fn run_until(
 ) -> Result<Report, NatError> {
     check_prerequisites().map_err(NatError::Prerequisite)?;
     netns::remove_stale();
-    let lab = Lab::create(netns::prefix_for(std::process::id())).await?;
+    tokio::pin!(stop);
     let secret = format!("{:032x}", rand::random::<u128>());
-    let server = server::Server::start(
-        &options.server,
-        &lab.public,
-        &secret,
-        Duration::from_secs(10),
-    )
-    .await
-    .map_err(NatError::Server)?;
+    // Interruptible from the start: a half-built lab is deleted when this future is dropped.
+    let setup = async {
+        let lab = Lab::create(netns::prefix_for(std::process::id())).await?;
+        let server = server::Server::start(
+            &options.server,
+            &lab.public,
+            &secret,
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(NatError::Server)?;
+        Ok::<_, NatError>((lab, server))
+    };
+    let (lab, server) = tokio::select! {
+        built = setup => built?,
+        () = &mut stop => return Err(NatError::Interrupted),
+    };
     let started = Instant::now();
     let work = trials(&options, &lab, server.addr, &secret, &live);
     let pairings = tokio::select! {

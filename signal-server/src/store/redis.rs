@@ -3,6 +3,8 @@
 //! published from inside the functions (in version order) and every replica feeds them to its
 //! local watchers.
 //!
+//! On a standalone Redis, concurrent puts share calls (`put_batch.rs`).
+//!
 //! The function library is loaded on connect (on every master of a cluster) and again whenever
 //! Redis answers that a function is missing (Redis restarted without it), then the call is
 //! retried. Its name carries a hash of its source, so replicas running different versions of
@@ -75,7 +77,8 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// The operations, one Lua function each (`lua/<file>.lua` is the function's body).
+/// The operations, one Lua function each (`lua/<file>.lua` is the function's body; `put` and
+/// `put_many` both run `lua/put.lua`, defined once as the helper `put_blob`).
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Op {
     Create,
