@@ -76,12 +76,16 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Sets `Retry-After`, in whole seconds rounded up so clients never retry early.
+/// Sets `Retry-After` to [`retry_after_secs`].
 pub fn set_retry_after(response: &mut Response, after: Duration) {
-    let secs = after.as_millis().div_ceil(1000).max(1);
-    if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+    if let Ok(value) = HeaderValue::from_str(&retry_after_secs(after).to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
+}
+
+/// A retry delay in whole seconds, rounded up so clients never retry early (at least 1).
+pub fn retry_after_secs(after: Duration) -> u64 {
+    u64::try_from(after.as_millis().div_ceil(1000).max(1)).unwrap_or(u64::MAX)
 }
 
 impl From<StoreError> for ApiError {

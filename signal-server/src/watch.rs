@@ -181,6 +181,11 @@ impl Watcher {
         }
     }
 
+    /// The watched room.
+    pub fn code(&self) -> &RoomCode {
+        &self.code
+    }
+
     /// Events already due, without waiting (for long-poll batching).
     pub fn ready_now(&mut self) -> Vec<WatchEvent> {
         while let Ok(received) = self.subscription.rx.try_recv() {

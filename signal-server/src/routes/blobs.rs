@@ -189,6 +189,7 @@ pub(crate) fn checked_content_type(text: Option<&str>) -> Result<String, ApiErro
     }
 }
 
+/// A blob TTL given as seconds or a duration (`30s`, `5m`), in ms; see [`bounded_blob_ttl`].
 pub(crate) fn blob_ttl(raw: &str, idle_ttl: Duration) -> Result<u64, ApiError> {
     let ttl = raw
         .parse::<u64>()
@@ -197,6 +198,11 @@ pub(crate) fn blob_ttl(raw: &str, idle_ttl: Duration) -> Result<u64, ApiError> {
         .map_err(|_| {
             ApiError::bad_request("invalid_ttl", "ttl must be seconds or a duration like 30s")
         })?;
+    bounded_blob_ttl(ttl, idle_ttl)
+}
+
+/// A blob TTL in ms, if it is positive and at most the room's idle TTL.
+pub(crate) fn bounded_blob_ttl(ttl: Duration, idle_ttl: Duration) -> Result<u64, ApiError> {
     if ttl.is_zero() || ttl > idle_ttl {
         return Err(ApiError::bad_request(
             "invalid_ttl",

@@ -9,6 +9,7 @@
 //! `{"type": "error", "id", "status", "error": {"code", "message"}}`.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -16,11 +17,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::blobs::{
-    DEFAULT_CONTENT_TYPE, blob_ttl, checked_content_type, put_answer, store_delete, store_put,
-    too_large,
+    DEFAULT_CONTENT_TYPE, blob_ttl, bounded_blob_ttl, checked_content_type, put_answer,
+    store_delete, store_put, too_large,
 };
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, retry_after_secs};
 use crate::model::{Precondition, PutBlob, RoomCode, SlotName};
 
 /// Room for the request's JSON around the base64 of a largest blob.
@@ -74,12 +75,9 @@ pub(super) async fn answer(state: &AppState, ip: IpAddr, code: &RoomCode, frame:
         }
     };
     let id = request.id.clone();
-    let outcome = tokio::time::timeout(
-        state.settings.request_timeout,
-        execute(state, ip, code, request),
-    )
-    .await
-    .unwrap_or_else(|_| Err(ApiError::timeout()));
+    let outcome = state
+        .within_time_limit(execute(state, ip, code, request))
+        .await;
     let status = match &outcome {
         Ok(_) => "200".to_owned(),
         Err(err) => err.status.as_u16().to_string(),
@@ -116,7 +114,7 @@ fn error_frame(id: &Value, err: &ApiError) -> String {
         "error": {"code": err.code, "message": err.message},
     });
     if let Some(after) = err.retry_after {
-        frame["retry_after"] = (after.as_millis().div_ceil(1000).max(1) as u64).into();
+        frame["retry_after"] = retry_after_secs(after).into();
     }
     frame.to_string()
 }
@@ -147,7 +145,10 @@ async fn execute(
             };
             let ttl_ms = match &request.ttl {
                 None => None,
-                Some(Ttl::Seconds(s)) => Some(blob_ttl(&s.to_string(), state.settings.idle_ttl)?),
+                Some(Ttl::Seconds(s)) => Some(bounded_blob_ttl(
+                    Duration::from_secs(*s),
+                    state.settings.idle_ttl,
+                )?),
                 Some(Ttl::Text(t)) => Some(blob_ttl(t, state.settings.idle_ttl)?),
             };
             let data = decode_data(request.data.as_deref(), state.settings.max_blob_bytes)?;

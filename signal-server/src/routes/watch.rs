@@ -136,7 +136,7 @@ pub async fn websocket(
 ) -> Result<Response, ApiError> {
     // Open before upgrading, so a missing room or an outage is a plain HTTP error.
     let watch = open(&state, ip, &raw, &params, params.after, "websocket").await?;
-    let code = room_code(&raw)?;
+    let code = watch.watcher.code().clone();
     let max_frame = socket_writes::max_frame_bytes(state.settings.max_blob_bytes);
     Ok(upgrade
         .max_message_size(max_frame)
