@@ -525,6 +525,38 @@ pub async fn websocket_writes(boot: Boot<'_>) {
     let huge = "x".repeat(8 * 1024);
     writer.send(Message::Text(huge.into())).await;
     assert!(matches!(writer.next().await, WsItem::Close(1009)));
+
+    // Socket writes draw from the same write bucket; a refusal says when to retry.
+    let s = boot(&["--writes-per-second", "1"]).await;
+    let code = s.create_room().await;
+    let mut ws = s.ws(&format!("/v1/rooms/{code}/ws")).await;
+    assert!(matches!(ws.next().await, WsItem::Event(_)), "ready");
+    let mut statuses = Vec::new();
+    for id in 0..6 {
+        let put = serde_json::json!({"id": id, "op": "put", "slot": "offer", "data": "aGk="});
+        let answer = writer_answer(&mut ws, put).await;
+        if kind(&answer) == "error" {
+            assert_eq!(answer["error"]["code"], "rate_limited", "{answer}");
+            assert!(answer["retry_after"].as_u64() >= Some(1), "{answer}");
+        }
+        statuses.push(answer["status"].as_u64().unwrap_or(200));
+    }
+    assert!(
+        statuses.contains(&200) && statuses.contains(&429),
+        "{statuses:?}"
+    );
+}
+
+/// The answer to a write frame, skipping the change events the socket's own writes cause.
+async fn writer_answer(ws: &mut crate::support::WsClient, frame: Value) -> Value {
+    let mut answer = ws.request(frame).await;
+    while kind(&answer) == "change" {
+        let WsItem::Event(next) = ws.next().await else {
+            panic!("socket ended")
+        };
+        answer = next;
+    }
+    answer
 }
 
 pub async fn long_poll(boot: Boot<'_>) {
