@@ -111,6 +111,14 @@ pub fn check_expiry(username: &str, now_unix: u64) -> Result<u64, CredentialErro
     Ok(expires_at)
 }
 
+/// The user id a REST username was minted for (`"{expiry}:{user}"`), or `None` when it names
+/// no user (a bare expiry) or is not a REST username at all.
+pub fn rest_user_id(username: &str) -> Option<&str> {
+    let (stamp, user) = username.split_once(':')?;
+    let is_stamp = !stamp.is_empty() && stamp.bytes().all(|b| b.is_ascii_digit());
+    (is_stamp && !user.is_empty()).then_some(user)
+}
+
 /// The credentials each configured secret yields for an unexpired username, newest secret first.
 ///
 /// A TURN server needs these (not a yes/no) because it checks MESSAGE-INTEGRITY with each in turn.
@@ -175,6 +183,15 @@ mod tests {
         assert_eq!(c.username, "1060:alice");
         assert_eq!(c.expires_at, 1060);
         verify(&[s], &c.username, &c.credential, 1_059).unwrap();
+    }
+
+    #[test]
+    fn rest_user_id_is_the_part_after_the_expiry() {
+        assert_eq!(rest_user_id("1060:alice"), Some("alice"));
+        assert_eq!(rest_user_id("1060:a:b"), Some("a:b"));
+        for no_user in ["1060", "1060:", "static", "x1:alice", ":alice"] {
+            assert_eq!(rest_user_id(no_user), None, "{no_user}");
+        }
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub struct Config {
     #[arg(long, env = "TURN_MAX_ALLOCATIONS", default_value_t = 10_000)]
     pub max_allocations: usize,
 
+    /// Allocations per user; a REST credential's user is the part after `<expiry>:`.
     #[arg(long, env = "TURN_MAX_ALLOCATIONS_PER_USER", default_value_t = 100)]
     pub max_allocations_per_user: usize,
 

@@ -506,6 +506,18 @@ fn refresh_expiry_quotas_and_drain() {
         &[Attribute::RequestedTransport(PROTOCOL_UDP)],
     );
     assert_eq!(code_of(&resp), Some(486), "per-user quota");
+    // A credential for the same user minted a second later counts against the same quota.
+    let resp = h.authed(
+        client(5001),
+        &format!("{}:alice", UNIX0 + 3601),
+        Method::ALLOCATE,
+        &[Attribute::RequestedTransport(PROTOCOL_UDP)],
+    );
+    assert_eq!(
+        code_of(&resp),
+        Some(486),
+        "per-user quota, fresh credential"
+    );
 
     // Refresh extends within the maximum; another user on the allocation is 441.
     let resp = h.authed(

@@ -453,10 +453,11 @@ impl Server {
     }
 
     fn release_quota(&mut self, username: &str, ip: IpAddr) {
-        if let Some(n) = self.per_user.get_mut(username) {
+        let user = quota_user(username);
+        if let Some(n) = self.per_user.get_mut(user) {
             *n -= 1;
             if *n == 0 {
-                self.per_user.remove(username);
+                self.per_user.remove(user);
             }
         }
         if let Some(n) = self.per_ip.get_mut(&ip) {
@@ -663,15 +664,18 @@ impl Server {
         };
         let lifetime = self.lifetime(msg)?;
         let ip = client.remote.ip();
+        let user_count = self.per_user.get(quota_user(&username)).copied();
         let over = self.allocations.len() + self.pending.len() >= self.config.max_allocations
-            || self.per_user.get(&username).copied().unwrap_or(0)
-                >= self.config.max_allocations_per_user
+            || user_count.unwrap_or(0) >= self.config.max_allocations_per_user
             || self.per_ip.get(&ip).copied().unwrap_or(0) >= self.config.max_allocations_per_ip;
         if over {
             self.stats.quota_rejections += 1;
             return refuse(ErrorCode::ALLOCATION_QUOTA_REACHED);
         }
-        *self.per_user.entry(username.clone()).or_default() += 1;
+        *self
+            .per_user
+            .entry(quota_user(&username).to_owned())
+            .or_default() += 1;
         *self.per_ip.entry(ip).or_default() += 1;
         let id = self.next_id();
         self.pending.insert(
@@ -929,4 +933,10 @@ impl Server {
             });
         }
     }
+}
+
+/// Whose quota an allocation counts against: the user a REST credential was minted for, so
+/// fresh credentials (a new expiry each second) do not reset it; any other username as it is.
+fn quota_user(username: &str) -> &str {
+    common::turn_auth::rest_user_id(username).unwrap_or(username)
 }
