@@ -78,7 +78,13 @@ async fn reports_match_what_was_sent_on_every_transport() {
         assert_eq!(report.puts(), 4 * 3 * 2);
         let notified = if puts_only { 0 } else { 4 * 3 * 2 };
         assert_eq!(report.tally.count("notify"), notified);
-        assert_eq!(report.to_json()["writes"], "websocket");
+        let json = report.to_json();
+        assert_eq!(json["writes"], "websocket");
+        // The write phase lies inside the run, so its rate is at least the whole run's.
+        let phase = report.put_span.duration();
+        assert!(!phase.is_zero() && phase <= report.elapsed, "{phase:?}");
+        assert!(report.write_phase_puts_per_second() >= report.puts_per_second());
+        assert_eq!(json["write_phase_s"], phase.as_secs_f64());
     }
     // Errors are counted by kind, not hidden: a server that is not there fails every room.
     let report = run(Options {

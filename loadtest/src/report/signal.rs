@@ -47,6 +47,11 @@ impl Page {
                     "puts per second",
                     format!("{:.0}", r.puts_per_second()),
                 ),
+                Figure::new(
+                    "write_phase_puts_per_s",
+                    "puts per second while writing",
+                    format!("{:.0}", r.write_phase_puts_per_second()),
+                ),
                 Figure::new("errors", "errors", r.tally.error_count()),
             ],
             tally: r.tally.clone(),

@@ -85,6 +85,36 @@ pub struct Report {
     /// Per second: `completed_rooms`, `rounds` (offer/answer rounds done) and `errors`
     /// (failed rooms), each summing to its total.
     pub timeline: Timeline,
+    /// From the first put's start to the last put's answer, over all pairs.
+    pub put_span: PutSpan,
+}
+
+/// When puts were being made: the first one's start and the last one's answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PutSpan {
+    first_start: Option<Instant>,
+    last_end: Option<Instant>,
+}
+
+impl PutSpan {
+    fn widen(&mut self, start: Instant, end: Instant) {
+        self.first_start = Some(self.first_start.map_or(start, |s| s.min(start)));
+        self.last_end = Some(self.last_end.map_or(end, |e| e.max(end)));
+    }
+
+    fn merge(&mut self, other: PutSpan) {
+        if let (Some(start), Some(end)) = (other.first_start, other.last_end) {
+            self.widen(start, end);
+        }
+    }
+
+    /// How long puts were being made; zero when none was.
+    pub fn duration(&self) -> Duration {
+        match (self.first_start, self.last_end) {
+            (Some(start), Some(end)) => end.saturating_duration_since(start),
+            _ => Duration::ZERO,
+        }
+    }
 }
 
 impl Report {
@@ -92,8 +122,15 @@ impl Report {
         self.tally.count("put")
     }
 
+    /// Puts over the whole run, room setup and teardown included.
     pub fn puts_per_second(&self) -> f64 {
         self.puts() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Puts while puts were being made (from the first put's start to the last put's answer):
+    /// the write rate without room creation, watch setup and room deletion around it.
+    pub fn write_phase_puts_per_second(&self) -> f64 {
+        self.puts() as f64 / self.put_span.duration().as_secs_f64().max(1e-9)
     }
 
     pub fn to_json(&self) -> Value {
@@ -108,6 +145,8 @@ impl Report {
             "elapsed_s": self.elapsed.as_secs_f64(),
             "puts": self.puts(),
             "puts_per_s": self.puts_per_second(),
+            "write_phase_s": self.put_span.duration().as_secs_f64(),
+            "write_phase_puts_per_s": self.write_phase_puts_per_second(),
             "steps": self.tally.steps_json(),
             "errors": self.tally.errors,
             "timeline": self.timeline.to_json(),
@@ -127,7 +166,7 @@ impl Report {
         let o = &self.options;
         let mut out = format!(
             "signal: {} rooms x {} rounds over {} (puts over {}) on {} replica(s): {}/{} rooms completed in {:.2} s\n\
-             puts: {} ({:.0}/s)\n",
+             puts: {} ({:.0}/s; {:.0}/s while writing)\n",
             o.rooms,
             o.rounds,
             o.transport.name(),
@@ -138,6 +177,7 @@ impl Report {
             self.elapsed.as_secs_f64(),
             self.puts(),
             self.puts_per_second(),
+            self.write_phase_puts_per_second(),
         );
         out.push_str(&self.tally.table());
         if self.tally.errors.is_empty() {
@@ -172,8 +212,9 @@ pub async fn run_with(options: Options, live: Arc<Live>) -> Report {
         let (http, opts, live) = (http.clone(), Arc::clone(&shared), Arc::clone(&live));
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
-            let outcome =
-                tokio::time::timeout_at(deadline, pair(i, &http, &opts, &mut tally, &live)).await;
+            let mut span = PutSpan::default();
+            let exchange = pair(i, &http, &opts, &mut tally, &mut span, &live);
+            let outcome = tokio::time::timeout_at(deadline, exchange).await;
             let ok = match outcome {
                 Ok(Ok(())) => true,
                 Ok(Err(kind)) => {
@@ -191,15 +232,17 @@ pub async fn run_with(options: Options, live: Arc<Live>) -> Report {
                 &live.errors
             };
             counter.add(Instant::now(), 1);
-            (tally, ok)
+            (tally, ok, span)
         }));
     }
     let mut tally = Tally::default();
+    let mut put_span = PutSpan::default();
     let mut completed_rooms = 0;
     for task in tasks {
         match task.await {
-            Ok((t, ok)) => {
+            Ok((t, ok, span)) => {
                 tally.merge(&t);
+                put_span.merge(span);
                 completed_rooms += usize::from(ok);
             }
             Err(_) => {
@@ -215,6 +258,7 @@ pub async fn run_with(options: Options, live: Arc<Live>) -> Report {
         elapsed,
         completed_rooms,
         timeline: live.timeline(elapsed),
+        put_span,
     }
 }
 
@@ -224,6 +268,7 @@ async fn pair(
     http: &reqwest::Client,
     o: &Options,
     tally: &mut Tally,
+    span: &mut PutSpan,
     live: &Live,
 ) -> Result<(), String> {
     let url_a = &o.urls[i % o.urls.len()];
@@ -265,8 +310,9 @@ async fn pair(
                 Some(data) => own.put(slot, data, o.step_timeout).await?,
                 None => put(http, writer, &code, slot, body.clone()).await?,
             };
-            tally.record("put", t.elapsed());
             notified = Instant::now();
+            tally.record("put", notified - t);
+            span.widen(t, notified);
             if !o.puts_only {
                 other.until_version(version, o.step_timeout).await?;
                 notified = Instant::now();
