@@ -89,31 +89,29 @@ pub struct Report {
     pub put_span: PutSpan,
 }
 
-/// When puts were being made: the first one's start and the last one's answer.
+/// When puts were being made: the first one's start and the last one's answer (none yet: `None`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PutSpan {
-    first_start: Option<Instant>,
-    last_end: Option<Instant>,
-}
+pub struct PutSpan(Option<(Instant, Instant)>);
 
 impl PutSpan {
     fn widen(&mut self, start: Instant, end: Instant) {
-        self.first_start = Some(self.first_start.map_or(start, |s| s.min(start)));
-        self.last_end = Some(self.last_end.map_or(end, |e| e.max(end)));
+        self.0 = Some(match self.0 {
+            Some((s, e)) => (s.min(start), e.max(end)),
+            None => (start, end),
+        });
     }
 
     fn merge(&mut self, other: PutSpan) {
-        if let (Some(start), Some(end)) = (other.first_start, other.last_end) {
+        if let Some((start, end)) = other.0 {
             self.widen(start, end);
         }
     }
 
     /// How long puts were being made; zero when none was.
     pub fn duration(&self) -> Duration {
-        match (self.first_start, self.last_end) {
-            (Some(start), Some(end)) => end.saturating_duration_since(start),
-            _ => Duration::ZERO,
-        }
+        self.0.map_or(Duration::ZERO, |(start, end)| {
+            end.saturating_duration_since(start)
+        })
     }
 }
 

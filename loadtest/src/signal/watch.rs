@@ -141,17 +141,10 @@ impl Watch {
                 Ok(Reply {
                     kind: "ack",
                     id: Some(got),
-                    version: Some(version),
+                    version,
                     ..
                 }) if got == id => {
-                    return Ok(version);
-                }
-                Ok(Reply {
-                    kind: "ack",
-                    id: Some(got),
-                    ..
-                }) if got == id => {
-                    return Err("put_body".to_owned());
+                    return version.ok_or_else(|| "put_body".to_owned());
                 }
                 Ok(Reply {
                     kind: "error",

@@ -664,18 +664,16 @@ impl Server {
         };
         let lifetime = self.lifetime(msg)?;
         let ip = client.remote.ip();
-        let user_count = self.per_user.get(quota_user(&username)).copied();
+        let user = quota_user(&username);
         let over = self.allocations.len() + self.pending.len() >= self.config.max_allocations
-            || user_count.unwrap_or(0) >= self.config.max_allocations_per_user
+            || self.per_user.get(user).copied().unwrap_or(0)
+                >= self.config.max_allocations_per_user
             || self.per_ip.get(&ip).copied().unwrap_or(0) >= self.config.max_allocations_per_ip;
         if over {
             self.stats.quota_rejections += 1;
             return refuse(ErrorCode::ALLOCATION_QUOTA_REACHED);
         }
-        *self
-            .per_user
-            .entry(quota_user(&username).to_owned())
-            .or_default() += 1;
+        *self.per_user.entry(user.to_owned()).or_default() += 1;
         *self.per_ip.entry(ip).or_default() += 1;
         let id = self.next_id();
         self.pending.insert(
