@@ -18,8 +18,9 @@
 //!
 //! Every key of a live room carries a PEXPIREAT at or after the room's deadline (at most a minute
 //! after); a room hash without a TTL, or whose `_state` deadline has passed, is stale.
-//! Changes are published on the plain pub/sub channel [`KeySchema::events_channel`]; in a
-//! cluster a PUBLISH reaches subscribers on every node.
+//! Changes are published on the plain pub/sub channel [`KeySchema::events_channel`], one change
+//! JSON per message or several separated by newlines; in a cluster a PUBLISH reaches subscribers
+//! on every node.
 
 /// Which part of a room a key holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,7 +101,7 @@ impl KeySchema {
         format!("{}:*", self.prefix)
     }
 
-    /// The pub/sub channel carrying every room's changes.
+    /// The pub/sub channel carrying every room's changes (one JSON per line of a message).
     pub fn events_channel(&self) -> String {
         format!("{}:events", self.prefix)
     }

@@ -468,18 +468,9 @@ impl RedisStore {
                                 .send(Bytes::copy_from_slice(msg.get_payload_bytes()));
                             continue;
                         }
-                        let payload = msg.get_payload_bytes();
-                        // Every replica hears every change; most are for rooms watched elsewhere,
-                        // so those are dropped before the JSON is parsed.
-                        if room_of_change(payload).is_some_and(|room| !self.fanout.is_watched(room))
-                        {
-                            continue;
-                        }
-                        match serde_json::from_slice::<Change>(payload) {
-                            Ok(change) => {
-                                self.fanout.publish(change);
-                            }
-                            Err(err) => tracing::warn!(%err, "malformed change on feed"),
+                        // One change, or a put_many batch of them, one per line.
+                        for change in msg.get_payload_bytes().split(|&b| b == b'\n') {
+                            self.deliver(change);
                         }
                     }
                     tracing::warn!("change feed lost");
@@ -494,6 +485,21 @@ impl RedisStore {
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Hands one published change to the room's local watchers, if it has any.
+    fn deliver(&self, payload: &[u8]) {
+        // Every replica hears every change; most are for rooms watched elsewhere, so those are
+        // dropped before the JSON is parsed.
+        if room_of_change(payload).is_some_and(|room| !self.fanout.is_watched(room)) {
+            return;
+        }
+        match serde_json::from_slice::<Change>(payload) {
+            Ok(change) => {
+                self.fanout.publish(change);
+            }
+            Err(err) => tracing::warn!(%err, "malformed change on feed"),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Concurrent puts on a standalone Redis share `put_many` calls. On a current-thread runtime
 //! every put below is queued before the batching task runs, so they go out as one call: each
-//! must still get exactly the answer a lone put would.
+//! must still get exactly the answer a lone put would, and their changes go out as one message.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,16 +8,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::keys::KeySchema;
 use futures_util::future::join_all;
-use signal_server::fanout::Fanout;
+use signal_server::fanout::{Fanout, FanoutEvent};
 use signal_server::model::{Limits, Precondition, PutBlob, RoomCode, SlotName};
 use signal_server::store::{RedisStore, RedisTarget, StoreError};
 use support::redis::RedisServer;
+use tokio_util::sync::CancellationToken;
 
 use crate::support;
 
 const NOW: u64 = 1_800_000_000_000;
 
 async fn store(redis: &RedisServer) -> RedisStore {
+    store_with(redis, Fanout::new(64, true)).await
+}
+
+async fn store_with(redis: &RedisServer, fanout: Arc<Fanout>) -> RedisStore {
     let limits = Limits {
         idle_ttl_ms: 600_000,
         max_age_ms: 3_600_000,
@@ -29,7 +34,7 @@ async fn store(redis: &RedisServer) -> RedisStore {
         RedisTarget::Single(redis.url()),
         KeySchema::default(),
         limits,
-        Fanout::new(64, true),
+        fanout,
         Duration::from_secs(5),
         errors,
     )
@@ -152,15 +157,83 @@ async fn batched_puts_answer_as_lone_puts_would() {
     }
 }
 
+#[tokio::test]
+async fn a_batch_reaches_watchers_as_one_message_in_order() {
+    let redis = RedisServer::start();
+    let fanout = Fanout::new(64, false);
+    let store = Arc::new(store_with(&redis, Arc::clone(&fanout)).await);
+    let shutdown = CancellationToken::new();
+    let subscriber = tokio::spawn(Arc::clone(&store).run_subscriber(shutdown.clone()));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !fanout.is_available() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the change feed connects");
+    let rooms: Vec<RoomCode> = ["FEED22", "FEED33"]
+        .iter()
+        .map(|c| RoomCode::parse(c).unwrap())
+        .collect();
+    let mut watchers = Vec::new();
+    for room in &rooms {
+        store.create_room(room, NOW).await.unwrap();
+        watchers.push(fanout.subscribe(room.as_str()));
+    }
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let (fcalls_before, publishes_before) = (fcalls(&mut conn).await, publishes(&mut conn).await);
+
+    // Six puts per room, interleaved, all queued before the batching task runs.
+    let results = join_all((0..12).map(|i| {
+        let store = Arc::clone(&store);
+        let room = rooms[i % 2].clone();
+        async move {
+            store
+                .put_blob(&room, put("offer", Precondition::None), NOW)
+                .await
+        }
+    }))
+    .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(fcalls(&mut conn).await - fcalls_before, 1);
+    assert_eq!(publishes(&mut conn).await - publishes_before, 1);
+
+    for watcher in &mut watchers {
+        for version in 1..=6 {
+            let event = tokio::time::timeout(Duration::from_secs(10), watcher.rx.recv())
+                .await
+                .expect("every change arrives")
+                .unwrap();
+            match event {
+                FanoutEvent::Change(change) => assert_eq!(change.version, version),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    shutdown.cancel();
+    subscriber.await.unwrap();
+}
+
 /// `FCALL`s Redis has run, from `INFO commandstats`.
 async fn fcalls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    command_calls(conn, "fcall").await
+}
+
+/// `PUBLISH`es Redis has run, from scripts or clients.
+async fn publishes(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    command_calls(conn, "publish").await
+}
+
+async fn command_calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(conn)
         .await
         .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
     info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_fcall:calls="))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|rest| rest.split(',').next()?.parse().ok())
         .unwrap_or(0)
 }

@@ -20,12 +20,21 @@
 -- The current call's context, set by begin() at the start of every function (Redis runs one
 -- function at a time, so upvalues are safe; library globals are read-only anyway).
 local KEYS, ARGV, now, code
+-- put_many's changes waiting to go out as one message; nil: emit() publishes at once.
+local unpublished
 
-local function begin(keys, args)
+local function begin(keys, args, batch)
   KEYS = keys
   ARGV = args
   now = tonumber(args[1])
   code = args[2]
+  unpublished = batch
+end
+
+-- Publishes put_many's changes as one message, one change JSON per line (the JSON holds no raw
+-- newline): subscribers then read one message per call, not one per put.
+local function publish_batch(batch)
+  if #batch > 0 then redis.call('PUBLISH', channel, table.concat(batch, '\n')) end
 end
 
 local function drop_room()
@@ -70,9 +79,10 @@ local function num(n)
   return string.format('%d', n)
 end
 
--- The change as JSON (the shape of model::Change), appended to the log and published. The log
--- holds at least the last log_len changes and is trimmed back to log_len once it reaches twice
--- that (one LTRIM per log_len writes); info.lua never serves more than log_len of them.
+-- The change as JSON (the shape of model::Change), appended to the log and published (within
+-- put_many, later and with the rest of its batch). The log holds at least the last log_len
+-- changes and is trimmed back to log_len once it reaches twice that (one LTRIM per log_len
+-- writes); info.lua never serves more than log_len of them.
 local function emit(room, op, slot, extra)
   local json = '{"version":' .. num(room.version) .. ',"room":"' .. code .. '","op":"' .. op ..
     '","at":' .. ARGV[1] .. ',"room_expires_at":' .. num(room.deadline) ..
@@ -80,7 +90,11 @@ local function emit(room, op, slot, extra)
   local len = redis.call('RPUSH', KEYS[3], json)
   if len == 1 then room.new_keys = true end
   if len >= 2 * log_len then redis.call('LTRIM', KEYS[3], -log_len, -1) end
-  redis.call('PUBLISH', channel, json)
+  if unpublished then
+    unpublished[#unpublished + 1] = json
+  else
+    redis.call('PUBLISH', channel, json)
+  end
   return json
 end
 
