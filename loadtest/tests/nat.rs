@@ -209,6 +209,89 @@ async fn an_interrupted_run_deletes_every_namespace_it_made() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_takes_its_turn_server_down() {
+    require_namespaces!();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args([
+            "nat",
+            "--trials",
+            "50",
+            "--no-progress",
+            "--server",
+            &turn_server(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    // The lab's server is a child of the run (bounded wait).
+    let until = Instant::now() + Duration::from_secs(20);
+    let server = loop {
+        if let Some(server) = children_named(pid, "turn-server").first() {
+            break *server;
+        }
+        assert!(
+            Instant::now() < until,
+            "the lab's turn-server never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // SIGKILL: the run cannot stop the server itself.
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while is_running(server) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let outlived = is_running(server);
+    // Clear up what a killed run leaves (the next run would delete the namespaces), pass or fail.
+    if outlived {
+        let server = nix::unistd::Pid::from_raw(server as i32);
+        let _ = nix::sys::signal::kill(server, nix::sys::signal::Signal::SIGKILL);
+    }
+    for ns in namespaces_of(pid) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &ns])
+            .status();
+    }
+    assert!(!outlived, "turn-server {server} outlived its run");
+}
+
+/// Processes whose parent is `parent` and whose name is `name`.
+fn children_named(parent: u32, name: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
+            let comm = stat
+                .split_once(" (")
+                .and_then(|(_, rest)| rest.rsplit_once(')'));
+            comm.is_some_and(|(comm, rest)| {
+                comm == name && rest.split_whitespace().nth(1) == Some(&parent.to_string())
+            })
+        })
+        .collect()
+}
+
+/// Whether process `pid` exists and has not exited (a zombie has).
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_root_it_says_why_and_exits_non_zero() {
     if !nix_is_root() || !on_path("setpriv") {
         eprintln!("skipped: needs root (to drop to an unprivileged user) and setpriv");

@@ -296,13 +296,13 @@ pub(super) fn check_prerequisites() -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("it builds network namespaces and nftables rules: run it as root (or with CAP_NET_ADMIN and CAP_SYS_ADMIN)".into());
     }
-    for tool in ["ip", "nft", "sysctl"] {
+    for tool in ["ip", "nft", "sysctl", "setpriv"] {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             .unwrap_or(false);
         if !found {
             return Err(format!(
-                "it needs `{tool}` on PATH (Debian: apt-get install iproute2 nftables procps)"
+                "it needs `{tool}` on PATH (Debian: apt-get install iproute2 nftables procps util-linux)"
             ));
         }
     }

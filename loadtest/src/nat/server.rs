@@ -1,5 +1,6 @@
 //! The STUN/TURN server on the lab's public namespace: our turn-server or coturn, started by
-//! this process (and stopped by PID when dropped), listening on [`SERVER_IP`].
+//! this process (and stopped by PID when dropped, or by the kernel if this process dies),
+//! listening on [`SERVER_IP`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -83,8 +84,11 @@ impl Server {
         let out = std::fs::File::create(&log)
             .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", ns]);
+        // setpriv asks the kernel to stop the server if this process dies, even by SIGKILL
+        // (Drop never runs then): `ip netns exec` execs the server in place, and the
+        // parent-death signal survives exec.
+        let mut command = Command::new("setpriv");
+        command.args(["--pdeathsig", "TERM", "ip", "netns", "exec", ns]);
         match kind {
             ServerKind::Switchboard(path) => {
                 command
