@@ -65,6 +65,24 @@ fn turn_server() -> String {
     bin.display().to_string()
 }
 
+/// A `loadtest nat` run long enough to be interrupted while its lab stands.
+fn long_run(stderr: std::process::Stdio) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args([
+            "nat",
+            "--trials",
+            "50",
+            "--no-progress",
+            "--server",
+            &turn_server(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 /// Namespaces whose name starts with the prefix of process `pid`.
 fn namespaces_of(pid: u32) -> Vec<String> {
     let prefix = format!("sbnat{pid}-");
@@ -175,20 +193,7 @@ async fn coturn_relays_the_pairs_punching_cannot_connect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_run_deletes_every_namespace_it_made() {
     require_namespaces!();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args([
-            "nat",
-            "--trials",
-            "50",
-            "--no-progress",
-            "--server",
-            &turn_server(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let child = long_run(std::process::Stdio::piped());
     let pid = child.id().unwrap();
     // Interrupt once it has built NATs (bounded wait).
     let until = Instant::now() + Duration::from_secs(20);
@@ -211,20 +216,7 @@ async fn an_interrupted_run_deletes_every_namespace_it_made() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_run_takes_its_turn_server_down() {
     require_namespaces!();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args([
-            "nat",
-            "--trials",
-            "50",
-            "--no-progress",
-            "--server",
-            &turn_server(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = long_run(std::process::Stdio::null());
     let pid = child.id().unwrap();
     // The lab's server is a child of the run (bounded wait).
     let until = Instant::now() + Duration::from_secs(20);
