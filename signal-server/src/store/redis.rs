@@ -340,31 +340,41 @@ impl RedisStore {
         let precondition = precondition_arg(put.precondition);
         let content_type_json =
             serde_json::to_string(&put.content_type).map_err(|_| unexpected("content type"))?;
+        // put.lua's own arguments, after `now` and `code`.
+        let args = [
+            Bytes::copy_from_slice(put.slot.as_str().as_bytes()),
+            put.data,
+            Bytes::from(put.content_type),
+            Bytes::from(precondition),
+            Bytes::from(ttl),
+            Bytes::from(content_type_json),
+        ];
         let reply = match &self.put_batcher {
             Some(batcher) => {
+                let [
+                    slot,
+                    data,
+                    content_type,
+                    precondition,
+                    ttl,
+                    content_type_json,
+                ] = args;
                 let args = [
                     Bytes::from(now.to_string()),
                     Bytes::copy_from_slice(code.as_str().as_bytes()),
-                    Bytes::copy_from_slice(put.slot.as_str().as_bytes()),
-                    put.data,
-                    Bytes::from(put.content_type),
-                    Bytes::from(precondition),
-                    Bytes::from(ttl),
-                    Bytes::from(content_type_json),
+                    slot,
+                    data,
+                    content_type,
+                    precondition,
+                    ttl,
+                    content_type_json,
                 ];
                 batcher
                     .put(self.keys.room_keys(code.as_str()), args)
                     .await?
             }
             None => {
-                let args: [&[u8]; 6] = [
-                    put.slot.as_str().as_bytes(),
-                    &put.data,
-                    put.content_type.as_bytes(),
-                    precondition.as_bytes(),
-                    ttl.as_bytes(),
-                    content_type_json.as_bytes(),
-                ];
+                let args = args.each_ref().map(|arg| &arg[..]);
                 self.run(Op::Put, code, now, &args).await?
             }
         };
