@@ -23,9 +23,11 @@ const MAX_IN_FLIGHT: usize = 4;
 
 /// One put's `FCALL` keys and arguments (see `lua/put.lua`), and who waits for its reply.
 pub(super) struct QueuedPut {
-    pub(super) keys: [String; 3],
-    /// now, code, slot, data, content type, precondition, ttl, content type JSON.
-    pub(super) args: [Bytes; 8],
+    keys: [String; 3],
+    now: u64,
+    code: String,
+    /// slot, data, content type, precondition, ttl, content type JSON.
+    args: [Bytes; 6],
     reply: oneshot::Sender<Result<Reply, StoreError>>,
 }
 
@@ -65,10 +67,18 @@ impl PutBatcher {
     pub(super) async fn put(
         &self,
         keys: [String; 3],
-        args: [Bytes; 8],
+        now: u64,
+        code: &str,
+        args: [Bytes; 6],
     ) -> Result<Reply, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let queued = QueuedPut { keys, args, reply };
+        let queued = QueuedPut {
+            keys,
+            now,
+            code: code.to_owned(),
+            args,
+            reply,
+        };
         if self.queue.send(queued).await.is_err() {
             return Err(StoreError::Unavailable("the put queue is closed".into()));
         }
@@ -115,6 +125,7 @@ impl Caller {
             }
         }
         for put in &batch {
+            cmd.arg(put.now).arg(&put.code);
             for arg in &put.args {
                 cmd.arg(&arg[..]);
             }

@@ -351,27 +351,8 @@ impl RedisStore {
         ];
         let reply = match &self.put_batcher {
             Some(batcher) => {
-                let [
-                    slot,
-                    data,
-                    content_type,
-                    precondition,
-                    ttl,
-                    content_type_json,
-                ] = args;
-                let args = [
-                    Bytes::from(now.to_string()),
-                    Bytes::copy_from_slice(code.as_str().as_bytes()),
-                    slot,
-                    data,
-                    content_type,
-                    precondition,
-                    ttl,
-                    content_type_json,
-                ];
-                batcher
-                    .put(self.keys.room_keys(code.as_str()), args)
-                    .await?
+                let keys = self.keys.room_keys(code.as_str());
+                batcher.put(keys, now, code.as_str(), args).await?
             }
             None => {
                 let args = args.each_ref().map(|arg| &arg[..]);
