@@ -131,6 +131,11 @@ struct SignalArgs {
     /// no notify latency is measured).
     #[arg(long, env = "LOADTEST_PUTS_ONLY")]
     puts_only: bool,
+    /// Puts each peer sends back to back over its socket before awaiting their answers (needs
+    /// `--socket-writes`): candidate slots `cand-<slot>-<j>`, then its offer or answer, like a
+    /// peer sending a batch of ICE candidates with its description. A round is `2 x burst` puts.
+    #[arg(long, env = "LOADTEST_BURST", default_value_t = 1)]
+    burst: usize,
     /// Target puts per second over all rooms; 0 for as fast as possible.
     #[arg(long, env = "LOADTEST_RATE", default_value_t = 0.0)]
     rate: f64,
@@ -200,6 +205,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Largest `--burst`: two peers' bursts fit the default 64 slots of a room.
+const MAX_BURST: usize = 32;
+
 /// Runs `loadtest signal`; false if a room did not complete.
 async fn signal(args: SignalArgs) -> anyhow::Result<bool> {
     if args.rooms == 0 || args.rounds == 0 || args.urls.is_empty() {
@@ -207,6 +215,10 @@ async fn signal(args: SignalArgs) -> anyhow::Result<bool> {
     }
     if args.socket_writes && args.transport != Transport::WebSocket {
         bail!("--socket-writes needs --transport ws");
+    }
+    // Both peers' bursts share the room's slots (64 by default).
+    if args.burst == 0 || args.burst > MAX_BURST || (args.burst > 1 && !args.socket_writes) {
+        bail!("--burst must be 1 to {MAX_BURST}, and above 1 only with --socket-writes");
     }
     let file = args.output.prepare()?;
     let options = signal::Options {
@@ -220,6 +232,7 @@ async fn signal(args: SignalArgs) -> anyhow::Result<bool> {
         transport: args.transport,
         socket_writes: args.socket_writes,
         puts_only: args.puts_only,
+        burst: args.burst,
         rate: args.rate,
         blob_bytes: args.blob_bytes,
         max_duration: args.max_duration,

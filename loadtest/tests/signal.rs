@@ -18,7 +18,14 @@ async fn server() -> (String, CancellationToken) {
 
 /// A signal-server with extra flags (e.g. `--redis-url`), on a free loopback port.
 async fn replica(flags: &[&str]) -> (String, CancellationToken) {
-    let mut args = vec!["signal-server", "--log-format", "text"];
+    // Every pair writes from one IP (loopback): a burst run exceeds the default write bucket.
+    let mut args = vec![
+        "signal-server",
+        "--log-format",
+        "text",
+        "--writes-per-second",
+        "100000",
+    ];
     args.extend_from_slice(flags);
     let config = Config::from_args(args).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -37,6 +44,7 @@ fn options(urls: Vec<String>, rooms: usize, rounds: usize, transport: Transport)
         transport,
         socket_writes: false,
         puts_only: false,
+        burst: 1,
         rate: 0.0,
         blob_bytes: 64,
         max_duration: Duration::from_secs(30),
@@ -64,22 +72,25 @@ async fn reports_match_what_was_sent_on_every_transport() {
         assert_eq!(sum(t.get("rounds")), 4 * 3);
         assert_eq!(sum(t.get("errors")), 0);
     }
-    // Puts through each writer's own watch socket: the same exchange; and a puts-only run,
-    // which measures no notifications.
-    for puts_only in [false, true] {
+    // Puts through each writer's own watch socket: the same exchange; a puts-only run, which
+    // measures no notifications; and bursts of 5 puts sent before their answers are awaited
+    // (one notification a burst, at its last put).
+    for (puts_only, burst) in [(false, 1), (true, 1), (false, 5), (true, 5)] {
         let report = run(Options {
             socket_writes: true,
             puts_only,
+            burst,
             ..options(vec![a.clone()], 4, 3, Transport::WebSocket)
         })
         .await;
         assert_eq!(report.completed_rooms, 4, "{}", report.human());
         assert!(report.tally.errors.is_empty(), "{:?}", report.tally.errors);
-        assert_eq!(report.puts(), 4 * 3 * 2);
+        assert_eq!(report.puts(), 4 * 3 * 2 * burst as u64);
         let notified = if puts_only { 0 } else { 4 * 3 * 2 };
         assert_eq!(report.tally.count("notify"), notified);
         let json = report.to_json();
         assert_eq!(json["writes"], "websocket");
+        assert_eq!(json["burst"], burst);
         // The write phase lies inside the run, so its rate is at least the whole run's.
         let phase = report.put_span.duration();
         assert!(!phase.is_zero() && phase <= report.elapsed, "{phase:?}");
@@ -270,4 +281,29 @@ async fn an_unwritable_report_path_fails_before_any_load_with_a_message() {
         assert_report_path_refused(&out, &target);
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_write_flags_are_refused_with_a_message() {
+    let burst = "--burst must be 1 to 32, and above 1 only with --socket-writes";
+    for (flags, says) in [
+        (
+            &["--socket-writes"][..],
+            "--socket-writes needs --transport ws",
+        ),
+        (&["--burst", "0"], burst),
+        (
+            &["--burst", "33", "--transport", "ws", "--socket-writes"],
+            burst,
+        ),
+        (&["--burst", "4", "--transport", "ws"], burst),
+    ] {
+        let mut args = vec!["signal", "--no-progress", "--urls", "http://127.0.0.1:9"];
+        args.extend_from_slice(flags);
+        let out = loadtest(&args).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {err}");
+        assert!(err.contains(says), "{flags:?}: {err}");
+        assert!(out.stdout.is_empty(), "{flags:?}: no report");
+    }
 }

@@ -66,6 +66,10 @@ pub struct Options {
     pub socket_writes: bool,
     /// Peers put without waiting for each other's notification (a write-throughput run).
     pub puts_only: bool,
+    /// Puts a peer sends back to back before awaiting their answers (`socket_writes` only):
+    /// `burst - 1` candidate slots, then its offer or answer, like a peer sending a batch of
+    /// ICE candidates with its description. 1 is one put at a time.
+    pub burst: usize,
     /// Target puts per second over all rooms; 0 means as fast as possible.
     pub rate: f64,
     pub blob_bytes: usize,
@@ -136,6 +140,7 @@ impl Report {
             "scenario": "signal",
             "transport": self.options.transport.name(),
             "writes": self.writes_name(),
+            "burst": self.options.burst,
             "replicas": self.options.urls.len(),
             "rooms": self.options.rooms,
             "rounds": self.options.rounds,
@@ -292,6 +297,7 @@ async fn pair(
         Watch::open(http, url_b, &code, watched_b, o.transport, o.step_timeout).await?;
     let body = bytes::Bytes::from(vec![b'x'; o.blob_bytes]);
     let socket_body = o.socket_writes.then(|| BASE64.encode(&body));
+    let burst_slots = ["offer", "answer"].map(|slot| burst_slots(slot, o.burst));
 
     let mut next_round = tokio::time::Instant::now();
     for _ in 0..o.rounds {
@@ -305,11 +311,21 @@ async fn pair(
             };
             let t = Instant::now();
             let version = match &socket_body {
-                Some(data) => own.put(slot, data, o.step_timeout).await?,
-                None => put(http, writer, &code, slot, body.clone()).await?,
+                Some(data) => {
+                    let slots = &burst_slots[usize::from(!offer)];
+                    let (answered, version) = own.put_burst(slots, data, o.step_timeout).await?;
+                    for at in answered {
+                        tally.record("put", at - t);
+                    }
+                    version
+                }
+                None => {
+                    let version = put(http, writer, &code, slot, body.clone()).await?;
+                    tally.record("put", t.elapsed());
+                    version
+                }
             };
             notified = Instant::now();
-            tally.record("put", notified - t);
             span.widen(t, notified);
             if !o.puts_only {
                 other.until_version(version, o.step_timeout).await?;
@@ -337,12 +353,19 @@ async fn pair(
     Ok(())
 }
 
-/// Time between one room's rounds for the target rate (each round is two puts).
+/// The slots one burst of puts writes: candidates `cand-<slot>-<j>`, then `slot` itself, the one
+/// the other peer watches, so its notification comes after the whole burst is written.
+fn burst_slots(slot: &str, burst: usize) -> Vec<String> {
+    let candidates = (1..burst.max(1)).map(|j| format!("cand-{slot}-{j}"));
+    candidates.chain(std::iter::once(slot.to_owned())).collect()
+}
+
+/// Time between one room's rounds for the target rate (each round is two bursts of puts).
 fn pacing_period(o: &Options) -> Duration {
     if o.rate <= 0.0 {
         return Duration::ZERO;
     }
-    Duration::from_secs_f64(o.rooms as f64 * 2.0 / o.rate)
+    Duration::from_secs_f64(o.rooms as f64 * 2.0 * o.burst.max(1) as f64 / o.rate)
 }
 
 pub(super) fn http_error(step: &str, e: &reqwest::Error) -> String {

@@ -1,7 +1,7 @@
 //! A peer's watch of the other's slot over SSE, WebSocket or long-poll.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -110,13 +110,15 @@ impl Watch {
         }
     }
 
-    /// Puts `data` (base64) into `slot` over this watch's WebSocket; the new room version.
-    pub(super) async fn put(
+    /// Puts `data` (base64) into each of `slots` over this watch's WebSocket, all frames sent
+    /// back to back before any answer is awaited. Returns when each answer arrived, in slot
+    /// order, and the last put's room version.
+    pub(super) async fn put_burst(
         &mut self,
-        slot: &str,
+        slots: &[String],
         data: &str,
         step_timeout: Duration,
-    ) -> Result<u64, String> {
+    ) -> Result<(Vec<Instant>, u64), String> {
         let Self::Ws {
             ws,
             pending,
@@ -125,27 +127,40 @@ impl Watch {
         else {
             return Err("put_needs_websocket".into());
         };
-        *next_id += 1;
-        let id = *next_id;
-        // Formatted by hand, not through serde_json: the generator's CPU is taken from the
-        // server it measures. Slot names and base64 need no escaping.
-        let frame = format!(
-            r#"{{"id":{id},"op":"put","slot":"{slot}","data":"{data}","content_type":"application/octet-stream"}}"#
-        );
-        ws.send(Message::Text(frame.into()))
-            .await
-            .map_err(|_| "put_ws_send".to_owned())?;
-        loop {
+        let first_id = *next_id + 1;
+        for slot in slots {
+            *next_id += 1;
+            let id = *next_id;
+            // Formatted by hand, not through serde_json: the generator's CPU is taken from the
+            // server it measures. Slot names and base64 need no escaping.
+            let frame = format!(
+                r#"{{"id":{id},"op":"put","slot":"{slot}","data":"{data}","content_type":"application/octet-stream"}}"#
+            );
+            ws.feed(Message::Text(frame.into()))
+                .await
+                .map_err(|_| "put_ws_send".to_owned())?;
+        }
+        ws.flush().await.map_err(|_| "put_ws_send".to_owned())?;
+        let mut answered = Vec::with_capacity(slots.len());
+        let mut version = 0;
+        while answered.len() < slots.len() {
             let text = next_ws_text(ws, step_timeout, "put_timeout").await?;
+            let awaited = first_id + answered.len() as u64;
             match serde_json::from_str::<Reply>(&text) {
                 Ok(Reply {
                     kind: "ack",
                     id: Some(got),
-                    version,
+                    version: got_version,
                     ..
-                }) if got == id => {
-                    return version.ok_or_else(|| "put_body".to_owned());
+                }) if got == awaited => {
+                    version = got_version.ok_or_else(|| "put_body".to_owned())?;
+                    answered.push(Instant::now());
                 }
+                Ok(Reply {
+                    kind: "ack" | "error",
+                    id: Some(got),
+                    ..
+                }) if got != awaited => return Err("put_out_of_order".into()),
                 Ok(Reply {
                     kind: "error",
                     status,
@@ -156,6 +171,7 @@ impl Watch {
                 _ => pending.push_back(parse_event(&text)?),
             }
         }
+        Ok((answered, version))
     }
 
     async fn next_event(&mut self, step_timeout: Duration) -> Result<Value, String> {

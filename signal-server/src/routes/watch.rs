@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
+use futures_util::{FutureExt, SinkExt};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -145,7 +146,7 @@ pub async fn websocket(
 }
 
 /// Sends the watch's events and answers the client's write frames (see `socket_writes`). A
-/// write is answered before the next frame is read, so one socket's writes apply in order.
+/// write is applied before the next frame is read, so one socket's writes apply in order.
 async fn pump_websocket(
     mut socket: WebSocket,
     mut watch: OpenWatch,
@@ -173,32 +174,67 @@ async fn pump_websocket(
                 }
             }
             incoming = socket.recv() => {
-                let reply = match incoming {
-                    Some(Ok(Message::Text(frame))) => {
-                        socket_writes::answer(&state, ip, &code, frame.as_str()).await
-                    }
-                    Some(Ok(Message::Binary(_))) => socket_writes::binary_refused(),
-                    // Pings are answered by the library.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | None => return,
-                    Some(Err(err)) => {
-                        // axum hides tungstenite's error type; its text names an oversized frame.
-                        let (code, reason) = if err.to_string().contains("too long") {
-                            (close_code::SIZE, "frame over the size limit")
-                        } else {
-                            (close_code::PROTOCOL, "invalid frame")
-                        };
-                        let frame = CloseFrame { code, reason: reason.into() };
-                        let _ = socket.send(Message::Close(Some(frame))).await;
-                        return;
-                    }
-                };
-                if socket.send(Message::Text(reply.into())).await.is_err() {
+                if !answer_frames(&mut socket, incoming, &state, ip, &code).await {
                     return;
                 }
             }
         }
     }
+}
+
+/// Most write answers queued before one flush, so a client streaming writes without pause
+/// still gets its answers (and its watch events) in good time.
+const ANSWERS_PER_FLUSH: usize = 64;
+
+/// Answers `first` and every further frame the socket has already received (up to
+/// [`ANSWERS_PER_FLUSH`]), one at a time in order, then flushes once: a client that sends
+/// writes back to back gets their answers in one send, not one send each. `false`: the
+/// socket is finished (closed by either side, or broken).
+async fn answer_frames(
+    socket: &mut WebSocket,
+    first: Option<Result<Message, axum::Error>>,
+    state: &AppState,
+    ip: std::net::IpAddr,
+    code: &RoomCode,
+) -> bool {
+    let mut next = Some(first);
+    let mut answered = 0;
+    while let Some(incoming) = next.take() {
+        let reply = match incoming {
+            Some(Ok(Message::Text(frame))) => {
+                Some(socket_writes::answer(state, ip, code, frame.as_str()).await)
+            }
+            Some(Ok(Message::Binary(_))) => Some(socket_writes::binary_refused()),
+            // Pings are answered by the library.
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+            Some(Ok(Message::Close(_))) | None => return false,
+            Some(Err(err)) => {
+                // axum hides tungstenite's error type; its text names an oversized frame.
+                let (code, reason) = if err.to_string().contains("too long") {
+                    (close_code::SIZE, "frame over the size limit")
+                } else {
+                    (close_code::PROTOCOL, "invalid frame")
+                };
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                return false;
+            }
+        };
+        if let Some(reply) = reply {
+            if socket.feed(Message::Text(reply.into())).await.is_err() {
+                return false;
+            }
+            answered += 1;
+        }
+        if answered < ANSWERS_PER_FLUSH {
+            // Ready now: already read from the socket. Not ready: nothing is waiting.
+            next = socket.recv().now_or_never();
+        }
+    }
+    socket.flush().await.is_ok()
 }
 
 /// `GET /v1/rooms/{code}/changes?after=N&wait=S`: changes after `after` as soon as there are

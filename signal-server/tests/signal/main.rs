@@ -93,6 +93,7 @@ macro_rules! full_suite_on {
                 change_log_serves_exactly_its_length,
                 websocket_watch,
                 websocket_writes,
+                websocket_writes_back_to_back,
                 long_poll,
                 watchers_see_room_expiry,
                 turn_credentials,

@@ -547,6 +547,42 @@ pub async fn websocket_writes(boot: Boot<'_>) {
     );
 }
 
+/// Write frames sent back to back, in one TCP write, are applied one by one in the order sent
+/// and answered in that order: the second write-once put of a slot sees the first.
+pub async fn websocket_writes_back_to_back(boot: Boot<'_>) {
+    let s = boot(&[]).await;
+    let code = s.create_room().await;
+    let mut ws = s.ws(&format!("/v1/rooms/{code}/ws?slot=idle")).await;
+    assert!(matches!(ws.next().await, WsItem::Event(_)), "ready");
+    let frames = [
+        serde_json::json!({"id": 1, "op": "put", "slot": "offer", "data": "aGk=", "if_none_match": "*"}),
+        serde_json::json!({"id": 2, "op": "put", "slot": "offer", "data": "aGk=", "if_none_match": "*"}),
+        serde_json::json!({"id": 3, "op": "put", "slot": "offer", "data": "aGVsbG8=", "if_match": 1}),
+        serde_json::json!({"id": 4, "op": "delete", "slot": "offer", "if_match": 1}),
+        serde_json::json!({"id": 5, "op": "delete", "slot": "offer", "if_match": 2}),
+    ];
+    ws.send_together(&frames).await;
+    let mut answers = Vec::new();
+    for _ in &frames {
+        let WsItem::Event(answer) = ws.next().await else {
+            panic!("socket ended")
+        };
+        answers.push((
+            answer["id"].as_u64(),
+            kind(&answer).to_owned(),
+            answer["status"].as_u64(),
+        ));
+    }
+    let expected = [(1, "ack", None), (2, "error", Some(412)), (3, "ack", None)]
+        .into_iter()
+        .chain([(4, "error", Some(412)), (5, "ack", None)])
+        .map(|(id, kind, status)| (Some(id), kind.to_owned(), status))
+        .collect::<Vec<_>>();
+    assert_eq!(answers, expected);
+    let blob = s.get(&format!("/v1/rooms/{code}/blobs/offer")).await;
+    assert_eq!(blob.status(), 404);
+}
+
 /// The answer to a write frame, skipping the change events the socket's own writes cause.
 async fn writer_answer(ws: &mut crate::support::WsClient, frame: Value) -> Value {
     let mut answer = ws.request(frame).await;

@@ -230,6 +230,20 @@ impl WsClient {
             .expect("WS send");
     }
 
+    /// Sends JSON text frames back to back, flushed once (one TCP write when they fit).
+    pub async fn send_together(&mut self, frames: &[Value]) {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        for frame in frames {
+            let text = Message::Text(frame.to_string().into());
+            self.ws.feed(text).await.expect("WS feed");
+        }
+        tokio::time::timeout(WAIT, self.ws.flush())
+            .await
+            .expect("WS flush in time")
+            .expect("WS flush");
+    }
+
     /// Sends a JSON text frame and returns the next event (the answer, when nothing else is due).
     pub async fn request(&mut self, frame: Value) -> Value {
         let text = frame.to_string();
