@@ -24,6 +24,8 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     /// Writes sent over the watch WebSocket, by the HTTP status their HTTP twin would answer.
     pub socket_writes: IntCounterVec,
+    /// `socket_writes` for status 200, resolved once: it counts nearly every socket write.
+    pub socket_writes_ok: IntCounter,
 }
 
 impl Metrics {
@@ -99,6 +101,7 @@ impl Metrics {
                 "TURN credentials minted",
             ),
             rate_limited,
+            socket_writes_ok: socket_writes.with_label_values(&["200"]),
             socket_writes,
             registry,
         };

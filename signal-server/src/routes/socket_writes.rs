@@ -8,21 +8,22 @@
 //! Answer, one frame per request in request order: `{"type": "ack", "id", "version", ...}` or
 //! `{"type": "error", "id", "status", "error": {"code", "message"}}`.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::blobs::{
-    DEFAULT_CONTENT_TYPE, blob_ttl, bounded_blob_ttl, checked_content_type, put_answer,
-    store_delete, store_put, too_large,
+    DEFAULT_CONTENT_TYPE, blob_ttl, bounded_blob_ttl, checked_content_type, store_delete,
+    store_put, too_large,
 };
 use crate::app::AppState;
 use crate::error::{ApiError, retry_after_secs};
-use crate::model::{Precondition, PutBlob, RoomCode, SlotName};
+use crate::model::{Change, Precondition, PutBlob, RoomCode, SlotName};
 
 /// Room for the request's JSON around the base64 of a largest blob.
 const FRAME_OVERHEAD: usize = 4096;
@@ -32,18 +33,34 @@ pub(super) fn max_frame_bytes(max_blob_bytes: usize) -> usize {
     max_blob_bytes.div_ceil(3) * 4 + FRAME_OVERHEAD
 }
 
+/// A write frame; the long fields borrow from it (base64 and slot names need no unescaping).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Request {
+struct Request<'a> {
     #[serde(default)]
     id: Value,
     op: Op,
-    slot: String,
-    data: Option<String>,
+    #[serde(borrow)]
+    slot: Cow<'a, str>,
+    #[serde(borrow)]
+    data: Option<Cow<'a, str>>,
     content_type: Option<String>,
     if_none_match: Option<String>,
     if_match: Option<u64>,
     ttl: Option<Ttl>,
+}
+
+/// A successful write's answer frame.
+#[derive(Serialize)]
+struct Ack<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a Value,
+    version: u64,
+    room_expires_at: u64,
+    /// Puts only: the blob's own expiry, `null` for none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<Option<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,26 +91,30 @@ pub(super) async fn answer(state: &AppState, ip: IpAddr, code: &RoomCode, frame:
             return error_frame(&id, &err);
         }
     };
-    let id = request.id.clone();
     let outcome = state
-        .within_time_limit(execute(state, ip, code, request))
+        .within_time_limit(execute(state, ip, code, &request))
         .await;
-    let status = match &outcome {
-        Ok(_) => "200".to_owned(),
-        Err(err) => err.status.as_u16().to_string(),
-    };
-    state
-        .metrics
-        .socket_writes
-        .with_label_values(&[&status])
-        .inc();
     match outcome {
-        Ok(mut ack) => {
-            ack["type"] = "ack".into();
-            ack["id"] = id;
-            ack.to_string()
+        Ok(change) => {
+            state.metrics.socket_writes_ok.inc();
+            let ack = Ack {
+                kind: "ack",
+                id: &request.id,
+                version: change.version,
+                room_expires_at: change.room_expires_at,
+                expires_at: matches!(request.op, Op::Put).then_some(change.expires_at),
+            };
+            serde_json::to_string(&ack).expect("an ack serializes")
         }
-        Err(err) => error_frame(&id, &err),
+        Err(err) => {
+            let status = err.status.as_u16().to_string();
+            state
+                .metrics
+                .socket_writes
+                .with_label_values(&[&status])
+                .inc();
+            error_frame(&request.id, &err)
+        }
     }
 }
 
@@ -123,8 +144,8 @@ async fn execute(
     state: &AppState,
     ip: IpAddr,
     code: &RoomCode,
-    request: Request,
-) -> Result<Value, ApiError> {
+    request: &Request<'_>,
+) -> Result<Change, ApiError> {
     let slot = SlotName::parse(&request.slot)?;
     let precondition = precondition(request.if_none_match.as_deref(), request.if_match)?;
     match request.op {
@@ -135,8 +156,7 @@ async fn execute(
                     "a delete takes only id, op, slot and if_match",
                 ));
             }
-            let change = store_delete(state, ip, code, &slot, precondition).await?;
-            Ok(json!({"version": change.version, "room_expires_at": change.room_expires_at}))
+            store_delete(state, ip, code, &slot, precondition).await
         }
         Op::Put => {
             let content_type = match request.content_type.as_deref() {
@@ -159,8 +179,7 @@ async fn execute(
                 precondition,
                 ttl_ms,
             };
-            let change = store_put(state, ip, code, put).await?;
-            Ok(put_answer(&change))
+            store_put(state, ip, code, put).await
         }
     }
 }
