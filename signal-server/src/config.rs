@@ -123,6 +123,11 @@ pub struct Config {
     #[arg(long, env = "SB_LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
 
+    /// Runtime worker threads; 0 is one per CPU core the host has. Set it to the CPU limit in a
+    /// container (the runtime sees the host's cores), or to 1 on a small host shared with Redis.
+    #[arg(long, env = "SB_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+
     #[command(flatten)]
     pub compat: crate::compat::CompatConfig,
 
@@ -253,7 +258,7 @@ impl Config {
         format!(
             "listen={} store={store} idle_ttl={:?} max_age={:?} max_blob_bytes={} max_slots={} \
              change_log_len={} client_codes={} turn_secrets={secrets} stun_urls={:?} turn_urls={:?} \
-             turn_ttl={:?}",
+             turn_ttl={:?} worker_threads={}",
             self.listen,
             self.idle_ttl,
             self.max_age,
@@ -264,6 +269,7 @@ impl Config {
             self.stun_urls,
             self.turn_urls,
             self.turn_ttl,
+            self.worker_threads,
         )
     }
 }

@@ -6,7 +6,8 @@
 //! Request: `{"id": any, "op": "put" | "delete", "slot": name, "data": base64 (put),
 //! "content_type", "if_none_match": "*", "if_match": version, "ttl": seconds or "30s"}`.
 //! Answer, one frame per request in request order: `{"type": "ack", "id", "version", ...}` or
-//! `{"type": "error", "id", "status", "error": {"code", "message"}}`.
+//! `{"type": "error", "id", "status", "error": {"code", "message"}}`. A client may send frames
+//! back to back without awaiting answers; they are applied one at a time, in order.
 
 use std::borrow::Cow;
 use std::net::IpAddr;

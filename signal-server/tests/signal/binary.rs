@@ -40,6 +40,7 @@ fn check_config_hides_secrets() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("configuration ok"));
+    assert!(text.contains("worker_threads=0"), "{text}");
     assert!(
         !text.contains("s3cr3t") && !text.contains("hunter2"),
         "{text}"
@@ -55,7 +56,15 @@ fn check_config_hides_secrets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_streams_and_exits_cleanly() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_signal-server"))
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        // One worker thread: the runtime the flag builds serves and drains like the default.
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--worker-threads",
+            "1",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
