@@ -125,8 +125,10 @@ pub struct Config {
 
     /// Runtime worker threads; 0 is one per CPU core the host has. Set it to the CPU limit in a
     /// container (the runtime sees the host's cores), or to 1 on a small host shared with Redis.
-    #[arg(long, env = "SB_WORKER_THREADS", default_value_t = 0)]
-    pub worker_threads: usize,
+    /// At most 256: the runtime starts them all at once.
+    #[arg(long, env = "SB_WORKER_THREADS", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=256))]
+    pub worker_threads: u16,
 
     #[command(flatten)]
     pub compat: crate::compat::CompatConfig,

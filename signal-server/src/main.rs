@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     let config = Config::parse();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if config.worker_threads > 0 {
-        runtime.worker_threads(config.worker_threads);
+        runtime.worker_threads(usize::from(config.worker_threads));
     }
     match runtime.enable_all().build() {
         Ok(runtime) => runtime.block_on(serve(config)),

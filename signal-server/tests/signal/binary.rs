@@ -21,6 +21,17 @@ fn bad_configuration_exits_64_with_a_message() {
 }
 
 #[test]
+fn too_many_worker_threads_are_refused_before_the_runtime_starts() {
+    let out = binary()
+        .args(["--worker-threads", "100000", "--check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--worker-threads"), "{err}");
+}
+
+#[test]
 fn check_config_hides_secrets() {
     let out = binary()
         .args([
