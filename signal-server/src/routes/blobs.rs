@@ -16,6 +16,7 @@ use crate::app::{AppState, ClientIp};
 use crate::error::ApiError;
 use crate::limits::Bucket;
 use crate::model::{Change, Precondition, PutBlob, RoomCode, SlotName};
+use crate::store::StoreError;
 
 /// Longest content type kept; clients send short MIME types.
 const MAX_CONTENT_TYPE: usize = 200;
@@ -69,14 +70,36 @@ pub(crate) async fn store_put(
     put: PutBlob,
 ) -> Result<Change, ApiError> {
     state.rate_limits.check(Bucket::Write, ip)?;
-    let size = put.data.len() as u64;
-    let change = state
+    let mut outcomes = store_puts(state, code, vec![put]).await;
+    outcomes.pop().unwrap_or_else(|| {
+        Err(ApiError::from(StoreError::Unavailable(
+            "no put result".into(),
+        )))
+    })
+}
+
+/// Puts in one room whose write tokens are taken, stored together in order (see
+/// [`crate::store::Store::put_blobs`]), counted in the metrics.
+pub(crate) async fn store_puts(
+    state: &AppState,
+    code: &RoomCode,
+    puts: Vec<PutBlob>,
+) -> Vec<Result<Change, ApiError>> {
+    let sizes: Vec<u64> = puts.iter().map(|put| put.data.len() as u64).collect();
+    let outcomes = state
         .store
-        .put_blob(code, put, state.clock.now_ms())
-        .await?;
-    state.metrics.blobs_written.inc();
-    state.metrics.blob_bytes_written.inc_by(size);
-    Ok(change)
+        .put_blobs(code, puts, state.clock.now_ms())
+        .await;
+    outcomes
+        .into_iter()
+        .zip(sizes)
+        .map(|(outcome, size)| {
+            let change = outcome?;
+            state.metrics.blobs_written.inc();
+            state.metrics.blob_bytes_written.inc_by(size);
+            Ok(change)
+        })
+        .collect()
 }
 
 /// A blob delete as every native face makes it.

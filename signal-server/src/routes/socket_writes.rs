@@ -7,7 +7,9 @@
 //! "content_type", "if_none_match": "*", "if_match": version, "ttl": seconds or "30s"}`.
 //! Answer, one frame per request in request order: `{"type": "ack", "id", "version", ...}` or
 //! `{"type": "error", "id", "status", "error": {"code", "message"}}`. A client may send frames
-//! back to back without awaiting answers; they are applied one at a time, in order.
+//! back to back without awaiting answers; they are applied in order, each as if alone (a
+//! conditional write sees the writes before it). Puts received together go to the store
+//! together ([`crate::store::Store::put_blobs`]): on Redis, one read and one write of the room.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -20,10 +22,11 @@ use serde_json::{Value, json};
 
 use super::blobs::{
     DEFAULT_CONTENT_TYPE, blob_ttl, bounded_blob_ttl, checked_content_type, store_delete,
-    store_put, too_large,
+    store_puts, too_large,
 };
 use crate::app::AppState;
 use crate::error::{ApiError, retry_after_secs};
+use crate::limits::Bucket;
 use crate::model::{Change, Precondition, PutBlob, RoomCode, SlotName};
 
 /// Room for the request's JSON around the base64 of a largest blob.
@@ -78,45 +81,117 @@ enum Ttl {
     Text(String),
 }
 
-/// The answer frame to one request frame.
-pub(super) async fn answer(state: &AppState, ip: IpAddr, code: &RoomCode, frame: &str) -> String {
-    let request = match serde_json::from_str::<Request>(frame) {
-        Ok(request) => request,
-        Err(err) => {
-            // Echo the id when the frame is JSON with one, so the client can match the refusal.
-            let id = serde_json::from_str::<Value>(frame)
-                .ok()
-                .and_then(|mut v| v.get_mut("id").map(Value::take))
-                .unwrap_or(Value::Null);
-            let err = ApiError::bad_request("invalid_request", format!("bad write frame: {err}"));
-            return error_frame(&id, &err);
-        }
-    };
-    let outcome = state
-        .within_time_limit(execute(state, ip, code, &request))
-        .await;
-    match outcome {
-        Ok(change) => {
-            state.metrics.socket_writes_ok.inc();
-            let ack = Ack {
-                kind: "ack",
-                id: &request.id,
-                version: change.version,
-                room_expires_at: change.room_expires_at,
-                expires_at: matches!(request.op, Op::Put).then_some(change.expires_at),
-            };
-            serde_json::to_string(&ack).expect("an ack serializes")
-        }
-        Err(err) => {
-            let status = err.status.as_u16().to_string();
-            state
-                .metrics
-                .socket_writes
-                .with_label_values(&[&status])
-                .inc();
-            error_frame(&request.id, &err)
+/// The answer frames to request frames received together, in order; `None` is a binary frame.
+pub(super) async fn answer_all(
+    state: &AppState,
+    ip: IpAddr,
+    code: &RoomCode,
+    frames: &[Option<&str>],
+) -> Vec<String> {
+    let mut answers = vec![String::new(); frames.len()];
+    // Checked puts not yet stored, with the frame index each answers.
+    let mut run = Vec::new();
+    for (i, frame) in frames.iter().enumerate() {
+        let Some(frame) = frame else {
+            answers[i] = binary_refused();
+            continue;
+        };
+        let request = match parse(frame) {
+            Ok(request) => request,
+            Err(refusal) => {
+                answers[i] = refusal;
+                continue;
+            }
+        };
+        match request.op {
+            Op::Put => match checked_put(state, ip, &request) {
+                Ok(put) => run.push((i, request, put)),
+                Err(err) => answers[i] = error_answer(state, &request.id, &err),
+            },
+            Op::Delete => {
+                // The puts before it go first: order is the client's.
+                store_run(state, code, &mut run, &mut answers).await;
+                let outcome = state
+                    .within_time_limit(delete(state, ip, code, &request))
+                    .await;
+                answers[i] = match outcome {
+                    Ok(change) => ack(state, &request, &change),
+                    Err(err) => error_answer(state, &request.id, &err),
+                };
+            }
         }
     }
+    store_run(state, code, &mut run, &mut answers).await;
+    answers
+}
+
+/// The request in a text frame, or the refusal to send back.
+fn parse(frame: &str) -> Result<Request<'_>, String> {
+    serde_json::from_str::<Request>(frame).map_err(|err| {
+        // Echo the id when the frame is JSON with one, so the client can match the refusal.
+        let id = serde_json::from_str::<Value>(frame)
+            .ok()
+            .and_then(|mut v| v.get_mut("id").map(Value::take))
+            .unwrap_or(Value::Null);
+        let err = ApiError::bad_request("invalid_request", format!("bad write frame: {err}"));
+        error_frame(&id, &err)
+    })
+}
+
+/// Stores the checked puts of `run` together and answers each.
+async fn store_run(
+    state: &AppState,
+    code: &RoomCode,
+    run: &mut Vec<(usize, Request<'_>, PutBlob)>,
+    answers: &mut [String],
+) {
+    if run.is_empty() {
+        return;
+    }
+    let (requests, puts): (Vec<_>, Vec<_>) = run
+        .drain(..)
+        .map(|(i, request, put)| ((i, request), put))
+        .unzip();
+    let stored = state
+        .within_time_limit(async { Ok(store_puts(state, code, puts).await) })
+        .await;
+    match stored {
+        Ok(outcomes) => {
+            for ((i, request), outcome) in requests.iter().zip(outcomes) {
+                answers[*i] = match outcome {
+                    Ok(change) => ack(state, request, &change),
+                    Err(err) => error_answer(state, &request.id, &err),
+                };
+            }
+        }
+        Err(err) => {
+            for (i, request) in &requests {
+                answers[*i] = error_answer(state, &request.id, &err);
+            }
+        }
+    }
+}
+
+fn ack(state: &AppState, request: &Request<'_>, change: &Change) -> String {
+    state.metrics.socket_writes_ok.inc();
+    let ack = Ack {
+        kind: "ack",
+        id: &request.id,
+        version: change.version,
+        room_expires_at: change.room_expires_at,
+        expires_at: matches!(request.op, Op::Put).then_some(change.expires_at),
+    };
+    serde_json::to_string(&ack).expect("an ack serializes")
+}
+
+fn error_answer(state: &AppState, id: &Value, err: &ApiError) -> String {
+    let status = err.status.as_u16().to_string();
+    state
+        .metrics
+        .socket_writes
+        .with_label_values(&[&status])
+        .inc();
+    error_frame(id, err)
 }
 
 /// The answer to a binary frame: writes are JSON text frames.
@@ -141,7 +216,7 @@ fn error_frame(id: &Value, err: &ApiError) -> String {
     frame.to_string()
 }
 
-async fn execute(
+async fn delete(
     state: &AppState,
     ip: IpAddr,
     code: &RoomCode,
@@ -149,40 +224,40 @@ async fn execute(
 ) -> Result<Change, ApiError> {
     let slot = SlotName::parse(&request.slot)?;
     let precondition = precondition(request.if_none_match.as_deref(), request.if_match)?;
-    match request.op {
-        Op::Delete => {
-            if request.data.is_some() || request.content_type.is_some() || request.ttl.is_some() {
-                return Err(ApiError::bad_request(
-                    "invalid_request",
-                    "a delete takes only id, op, slot and if_match",
-                ));
-            }
-            store_delete(state, ip, code, &slot, precondition).await
-        }
-        Op::Put => {
-            let content_type = match request.content_type.as_deref() {
-                None => DEFAULT_CONTENT_TYPE.to_owned(),
-                Some(text) => checked_content_type(Some(text))?,
-            };
-            let ttl_ms = match &request.ttl {
-                None => None,
-                Some(Ttl::Seconds(s)) => Some(bounded_blob_ttl(
-                    Duration::from_secs(*s),
-                    state.settings.idle_ttl,
-                )?),
-                Some(Ttl::Text(t)) => Some(blob_ttl(t, state.settings.idle_ttl)?),
-            };
-            let data = decode_data(request.data.as_deref(), state.settings.max_blob_bytes)?;
-            let put = PutBlob {
-                slot,
-                data,
-                content_type,
-                precondition,
-                ttl_ms,
-            };
-            store_put(state, ip, code, put).await
-        }
+    if request.data.is_some() || request.content_type.is_some() || request.ttl.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "a delete takes only id, op, slot and if_match",
+        ));
     }
+    store_delete(state, ip, code, &slot, precondition).await
+}
+
+/// A put request checked and decoded, its write token taken: ready for the store.
+fn checked_put(state: &AppState, ip: IpAddr, request: &Request<'_>) -> Result<PutBlob, ApiError> {
+    let slot = SlotName::parse(&request.slot)?;
+    let precondition = precondition(request.if_none_match.as_deref(), request.if_match)?;
+    let content_type = match request.content_type.as_deref() {
+        None => DEFAULT_CONTENT_TYPE.to_owned(),
+        Some(text) => checked_content_type(Some(text))?,
+    };
+    let ttl_ms = match &request.ttl {
+        None => None,
+        Some(Ttl::Seconds(s)) => Some(bounded_blob_ttl(
+            Duration::from_secs(*s),
+            state.settings.idle_ttl,
+        )?),
+        Some(Ttl::Text(t)) => Some(blob_ttl(t, state.settings.idle_ttl)?),
+    };
+    let data = decode_data(request.data.as_deref(), state.settings.max_blob_bytes)?;
+    state.rate_limits.check(Bucket::Write, ip)?;
+    Ok(PutBlob {
+        slot,
+        data,
+        content_type,
+        precondition,
+        ttl_ms,
+    })
 }
 
 fn precondition(

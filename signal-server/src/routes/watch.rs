@@ -182,14 +182,24 @@ async fn pump_websocket(
     }
 }
 
-/// Most write answers queued before one flush, so a client streaming writes without pause
-/// still gets its answers (and its watch events) in good time.
-const ANSWERS_PER_FLUSH: usize = 64;
+/// Most write frames taken together before their answers are flushed, so a client streaming
+/// writes without pause still gets its answers (and its watch events) in good time.
+const FRAMES_PER_FLUSH: usize = 64;
+
+/// Why a socket's frame-taking stopped.
+enum SocketEnd {
+    /// Nothing more is waiting: answer and go on.
+    Open,
+    /// Closed by the client, or gone.
+    Closed,
+    /// Broken by a bad frame: answer what came before it, then close with this.
+    Refused(CloseFrame),
+}
 
 /// Answers `first` and every further frame the socket has already received (up to
-/// [`ANSWERS_PER_FLUSH`]), one at a time in order, then flushes once: a client that sends
-/// writes back to back gets their answers in one send, not one send each. `false`: the
-/// socket is finished (closed by either side, or broken).
+/// [`FRAMES_PER_FLUSH`]), then flushes once: a client that sends writes back to back gets
+/// their answers in one send, not one send each, and its puts reach the store together.
+/// `false`: the socket is finished (closed by either side, or broken).
 async fn answer_frames(
     socket: &mut WebSocket,
     first: Option<Result<Message, axum::Error>>,
@@ -197,44 +207,60 @@ async fn answer_frames(
     ip: std::net::IpAddr,
     code: &RoomCode,
 ) -> bool {
+    let mut frames = Vec::new();
     let mut next = Some(first);
-    let mut answered = 0;
+    let mut end = SocketEnd::Open;
     while let Some(incoming) = next.take() {
-        let reply = match incoming {
-            Some(Ok(Message::Text(frame))) => {
-                Some(socket_writes::answer(state, ip, code, frame.as_str()).await)
-            }
-            Some(Ok(Message::Binary(_))) => Some(socket_writes::binary_refused()),
+        match incoming {
+            Some(Ok(Message::Text(frame))) => frames.push(Some(frame)),
+            Some(Ok(Message::Binary(_))) => frames.push(None),
             // Pings are answered by the library.
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
-            Some(Ok(Message::Close(_))) | None => return false,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(_))) | None => {
+                end = SocketEnd::Closed;
+                break;
+            }
             Some(Err(err)) => {
-                // axum hides tungstenite's error type; its text names an oversized frame.
-                let (code, reason) = if err.to_string().contains("too long") {
-                    (close_code::SIZE, "frame over the size limit")
-                } else {
-                    (close_code::PROTOCOL, "invalid frame")
-                };
-                let frame = CloseFrame {
-                    code,
-                    reason: reason.into(),
-                };
-                let _ = socket.send(Message::Close(Some(frame))).await;
-                return false;
+                end = SocketEnd::Refused(refusal(&err));
+                break;
             }
-        };
-        if let Some(reply) = reply {
-            if socket.feed(Message::Text(reply.into())).await.is_err() {
-                return false;
-            }
-            answered += 1;
         }
-        if answered < ANSWERS_PER_FLUSH {
+        if frames.len() < FRAMES_PER_FLUSH {
             // Ready now: already read from the socket. Not ready: nothing is waiting.
             next = socket.recv().now_or_never();
         }
     }
-    socket.flush().await.is_ok()
+    let texts: Vec<Option<&str>> = frames
+        .iter()
+        .map(|frame| frame.as_ref().map(|text| text.as_str()))
+        .collect();
+    for answer in socket_writes::answer_all(state, ip, code, &texts).await {
+        if socket.feed(Message::Text(answer.into())).await.is_err() {
+            return false;
+        }
+    }
+    match end {
+        SocketEnd::Open => socket.flush().await.is_ok(),
+        SocketEnd::Closed => false,
+        SocketEnd::Refused(frame) => {
+            let _ = socket.send(Message::Close(Some(frame))).await;
+            false
+        }
+    }
+}
+
+/// The close frame for a frame the socket could not take.
+fn refusal(err: &axum::Error) -> CloseFrame {
+    // axum hides tungstenite's error type; its text names an oversized frame.
+    let (code, reason) = if err.to_string().contains("too long") {
+        (close_code::SIZE, "frame over the size limit")
+    } else {
+        (close_code::PROTOCOL, "invalid frame")
+    };
+    CloseFrame {
+        code,
+        reason: reason.into(),
+    }
 }
 
 /// `GET /v1/rooms/{code}/changes?after=N&wait=S`: changes after `after` as soon as there are

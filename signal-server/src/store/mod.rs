@@ -74,6 +74,20 @@ impl Store {
         dispatch!(self, s => s.put_blob(code, put, now))
     }
 
+    /// Puts in one room, applied in order, each exactly as it would be alone (so a conditional
+    /// put sees the puts before it); one result per put. Redis writes them together.
+    pub async fn put_blobs(
+        &self,
+        code: &RoomCode,
+        puts: Vec<PutBlob>,
+        now: u64,
+    ) -> Vec<Result<Change, StoreError>> {
+        match self {
+            Store::Memory(s) => puts.into_iter().map(|p| s.put_blob(code, p, now)).collect(),
+            Store::Redis(s) => s.put_blobs(code, puts, now).await,
+        }
+    }
+
     pub async fn blob(
         &self,
         code: &RoomCode,

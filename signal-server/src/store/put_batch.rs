@@ -3,6 +3,10 @@
 //! command for many (measured: about a third less Redis CPU per put than one `FCALL` each). A
 //! lone put goes out at once as a plain `put`, so an idle server adds no wait. Cluster rooms sit
 //! in different slots, so the cluster store never batches.
+//!
+//! A run (several puts in one room, such as a WebSocket client's burst) is queued as one unit
+//! and never split between calls: its puts stay in order, next to each other, and `put_many`
+//! runs them with one read and one write of the room.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,23 +21,27 @@ use super::redis::{Conn, Library, Op, Reply, query_reloading};
 /// Puts waiting for a call; a full queue makes writers wait (their request timeout bounds it).
 const QUEUE: usize = 4096;
 /// Most puts in one call: keeps one call's Redis time (about 15 µs a put) near a millisecond.
-const MAX_BATCH: usize = 64;
+/// Also the longest run [`PutBatcher::put_run`] takes.
+pub(super) const MAX_BATCH: usize = 64;
 /// Calls in flight at once; puts arriving meanwhile form the next batch.
 const MAX_IN_FLIGHT: usize = 4;
 
-/// One put's `FCALL` keys and arguments (see `lua/put.lua`), and who waits for its reply.
-pub(super) struct QueuedPut {
+/// One put's own `FCALL` arguments (see `lua/put.lua`): slot, data, content type,
+/// precondition, ttl, content type JSON.
+pub(super) type PutArgs = [Bytes; 6];
+
+/// A run of puts in one room: their `FCALL` keys and arguments, and who waits for the replies.
+pub(super) struct QueuedRun {
     keys: [String; 3],
     now: u64,
     code: String,
-    /// slot, data, content type, precondition, ttl, content type JSON.
-    args: [Bytes; 6],
-    reply: oneshot::Sender<Result<Reply, StoreError>>,
+    puts: Vec<PutArgs>,
+    reply: oneshot::Sender<Result<Vec<Reply>, StoreError>>,
 }
 
 /// The queue's sending side; the batching task ends when it is dropped.
 pub(super) struct PutBatcher {
-    queue: mpsc::Sender<QueuedPut>,
+    queue: mpsc::Sender<QueuedRun>,
 }
 
 /// What a batch call needs.
@@ -63,20 +71,22 @@ impl PutBatcher {
         Self { queue }
     }
 
-    /// Runs one put (alone or with others); its reply as a lone `put` would give it.
-    pub(super) async fn put(
+    /// Runs puts in one room, in order (alone or with others' puts); their replies as lone
+    /// `put`s would give them. At most [`MAX_BATCH`] puts.
+    pub(super) async fn put_run(
         &self,
         keys: [String; 3],
         now: u64,
         code: &str,
-        args: [Bytes; 6],
-    ) -> Result<Reply, StoreError> {
+        puts: Vec<PutArgs>,
+    ) -> Result<Vec<Reply>, StoreError> {
+        debug_assert!((1..=MAX_BATCH).contains(&puts.len()));
         let (reply, answer) = oneshot::channel();
-        let queued = QueuedPut {
+        let queued = QueuedRun {
             keys,
             now,
             code: code.to_owned(),
-            args,
+            puts,
             reply,
         };
         if self.queue.send(queued).await.is_err() {
@@ -88,46 +98,61 @@ impl PutBatcher {
     }
 }
 
-/// Takes queued puts as calls free up: whatever queued meanwhile goes in the next call.
-async fn collect(mut rx: mpsc::Receiver<QueuedPut>, caller: Caller) {
+/// Takes queued runs as calls free up: whatever queued meanwhile goes in the next call, up to
+/// [`MAX_BATCH`] puts (a run that does not fit starts the call after).
+async fn collect(mut rx: mpsc::Receiver<QueuedRun>, caller: Caller) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+    let mut held = None;
+    loop {
+        let first = match held.take() {
+            Some(run) => run,
+            None => match rx.recv().await {
+                Some(run) => run,
+                None => return,
+            },
+        };
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
             return;
         };
+        let mut puts = first.puts.len();
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while puts < MAX_BATCH {
             match rx.try_recv() {
-                Ok(put) => batch.push(put),
+                Ok(run) if puts + run.puts.len() > MAX_BATCH => {
+                    held = Some(run);
+                    break;
+                }
+                Ok(run) => {
+                    puts += run.puts.len();
+                    batch.push(run);
+                }
                 Err(_) => break,
             }
         }
         let caller = caller.clone();
         tokio::spawn(async move {
-            caller.call(batch).await;
+            caller.call(batch, puts).await;
             drop(permit);
         });
     }
 }
 
 impl Caller {
-    async fn call(mut self, batch: Vec<QueuedPut>) {
-        let op = if batch.len() == 1 {
-            Op::Put
-        } else {
-            Op::PutMany
-        };
+    async fn call(mut self, batch: Vec<QueuedRun>, puts: usize) {
+        let op = if puts == 1 { Op::Put } else { Op::PutMany };
         let mut cmd = redis::cmd("FCALL");
-        cmd.arg(self.library.function(op)).arg(3 * batch.len());
-        for put in &batch {
-            for key in &put.keys {
-                cmd.arg(key);
+        cmd.arg(self.library.function(op)).arg(3 * puts);
+        for run in &batch {
+            for _ in &run.puts {
+                cmd.arg(&run.keys[..]);
             }
         }
-        for put in &batch {
-            cmd.arg(put.now).arg(&put.code);
-            for arg in &put.args {
-                cmd.arg(&arg[..]);
+        for run in &batch {
+            for args in &run.puts {
+                cmd.arg(run.now).arg(&run.code);
+                for arg in args {
+                    cmd.arg(&arg[..]);
+                }
             }
         }
         let result = tokio::time::timeout(
@@ -136,7 +161,7 @@ impl Caller {
         )
         .await;
         let replies = match result {
-            Ok(Ok(reply)) => split(reply, batch.len()),
+            Ok(Ok(reply)) => split(reply, puts),
             Ok(Err(err)) => Err(StoreError::Unavailable(err.to_string())),
             Err(_) => Err(StoreError::Unavailable(
                 "Redis did not answer in time".into(),
@@ -144,15 +169,17 @@ impl Caller {
         };
         match replies {
             Ok(replies) => {
-                for (put, reply) in batch.into_iter().zip(replies) {
+                let mut replies = replies.into_iter();
+                for run in batch {
+                    let answers = replies.by_ref().take(run.puts.len()).collect();
                     // A writer that gave up (its request timed out) no longer listens.
-                    let _ = put.reply.send(Ok(reply));
+                    let _ = run.reply.send(Ok(answers));
                 }
             }
             Err(err) => {
-                self.errors.inc_by(batch.len() as u64);
-                for put in batch {
-                    let _ = put.reply.send(Err(err.clone()));
+                self.errors.inc_by(puts as u64);
+                for run in batch {
+                    let _ = run.reply.send(Err(err.clone()));
                 }
             }
         }

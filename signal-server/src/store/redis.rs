@@ -24,7 +24,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
-use super::put_batch::PutBatcher;
+use super::put_batch::{MAX_BATCH, PutArgs, PutBatcher};
 use crate::fanout::Fanout;
 use crate::model::{
     Blob, Change, ChangesSince, Limits, Precondition, PutBlob, RoomCode, RoomInfo, SlotInfo,
@@ -39,8 +39,8 @@ const SCAN_COUNT: usize = 500;
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
-/// One put's work, shared by the `put` and `put_many` functions (see `lua/put.lua`).
-const PUT_BLOB: &str = include_str!("lua/put.lua");
+/// Runs of puts in one room, shared by the `put` and `put_many` functions (see `lua/put.lua`).
+const PUT_RUN: &str = include_str!("lua/put.lua");
 
 /// One multiplexed connection of either kind; both reconnect on their own.
 #[derive(Clone)]
@@ -78,7 +78,7 @@ impl ConnectionLike for Conn {
 }
 
 /// The operations, one Lua function each (`lua/<file>.lua` is the function's body; `put` and
-/// `put_many` both run `lua/put.lua`, defined once as the helper `put_blob`).
+/// `put_many` both call `put_run`, defined once in `lua/put.lua`).
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Op {
     Create,
@@ -117,7 +117,7 @@ impl Op {
         match self {
             Op::Create => include_str!("lua/create.lua"),
             Op::Info => include_str!("lua/info.lua"),
-            Op::Put => "return put_blob()",
+            Op::Put => "local out = {}\nput_run(KEYS, ARGV, 0, 0, out, nil)\nreturn out",
             Op::PutMany => include_str!("lua/put_many.lua"),
             Op::Get => include_str!("lua/get.lua"),
             Op::DeleteBlob => include_str!("lua/delete_blob.lua"),
@@ -144,8 +144,7 @@ impl Library {
             .map(|b| format!("\\{b}"))
             .collect();
         let mut code = format!(
-            "local channel, idle, max_age, log_len, max_slots = '{channel}', {}, {}, {}, {}\n{PRELUDE}\n\
-             local function put_blob()\n{PUT_BLOB}\nend\n",
+            "local channel, idle, max_age, log_len, max_slots = '{channel}', {}, {}, {}, {}\n{PRELUDE}\n{PUT_RUN}\n",
             limits.idle_ttl_ms, limits.max_age_ms, limits.log_len, limits.max_slots
         );
         for op in Op::ALL {
@@ -336,31 +335,41 @@ impl RedisStore {
         put: PutBlob,
         now: u64,
     ) -> Result<Change, StoreError> {
-        let ttl = put.ttl_ms.map(|t| t.to_string()).unwrap_or_default();
-        let precondition = precondition_arg(put.precondition);
-        let content_type_json =
-            serde_json::to_string(&put.content_type).map_err(|_| unexpected("content type"))?;
-        // put.lua's own arguments, after `now` and `code`.
-        let args = [
-            Bytes::copy_from_slice(put.slot.as_str().as_bytes()),
-            put.data,
-            Bytes::from(put.content_type),
-            Bytes::from(precondition),
-            Bytes::from(ttl),
-            Bytes::from(content_type_json),
-        ];
-        let reply = match &self.put_batcher {
-            Some(batcher) => {
-                let keys = self.keys.room_keys(code.as_str());
-                batcher.put(keys, now, code.as_str(), args).await?
-            }
-            None => {
+        let mut results = self.put_blobs(code, vec![put], now).await;
+        results
+            .pop()
+            .unwrap_or(Err(StoreError::Unavailable("no put result".into())))
+    }
+
+    /// Puts in one room, applied in order, each as it would be alone; one result per put. On a
+    /// standalone Redis they go out as runs (see `put_batch.rs`).
+    pub async fn put_blobs(
+        &self,
+        code: &RoomCode,
+        puts: Vec<PutBlob>,
+        now: u64,
+    ) -> Vec<Result<Change, StoreError>> {
+        let mut args: Vec<PutArgs> = puts.into_iter().map(put_args).collect();
+        let mut results = Vec::with_capacity(args.len());
+        let Some(batcher) = &self.put_batcher else {
+            for args in &args {
                 let args = args.each_ref().map(|arg| &arg[..]);
-                self.run(Op::Put, code, now, &args).await?
+                let reply = self.run(Op::Put, code, now, &args).await;
+                results.push(reply.and_then(|reply| put_change(&reply)));
             }
+            return results;
         };
-        expect_ok(&reply)?;
-        change_at(&reply, 1)
+        while !args.is_empty() {
+            let rest = args.split_off(args.len().min(MAX_BATCH));
+            let run = std::mem::replace(&mut args, rest);
+            let puts = run.len();
+            let keys = self.keys.room_keys(code.as_str());
+            match batcher.put_run(keys, now, code.as_str(), run).await {
+                Ok(replies) => results.extend(replies.iter().map(put_change)),
+                Err(err) => results.extend(std::iter::repeat_n(Err(err), puts)),
+            }
+        }
+        results
     }
 
     pub async fn blob(
@@ -724,6 +733,27 @@ fn text(v: &Value) -> Result<String, StoreError> {
         Value::Int(i) => Ok(i.to_string()),
         other => Err(unexpected(&format!("{other:?}"))),
     }
+}
+
+/// `put.lua`'s own arguments, after `now` and `code`.
+fn put_args(put: PutBlob) -> PutArgs {
+    let ttl = put.ttl_ms.map(|t| t.to_string()).unwrap_or_default();
+    // A JSON string literal; content types are checked header values, but quoting stays exact.
+    let content_type_json = serde_json::Value::from(put.content_type.as_str()).to_string();
+    [
+        Bytes::copy_from_slice(put.slot.as_str().as_bytes()),
+        put.data,
+        Bytes::from(put.content_type),
+        Bytes::from(precondition_arg(put.precondition)),
+        Bytes::from(ttl),
+        Bytes::from(content_type_json),
+    ]
+}
+
+/// A put's change, or why it did not happen.
+fn put_change(reply: &Reply) -> Result<Change, StoreError> {
+    expect_ok(reply)?;
+    change_at(reply, 1)
 }
 
 fn status(reply: &Reply) -> Result<&str, StoreError> {

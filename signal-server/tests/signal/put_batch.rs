@@ -237,3 +237,97 @@ async fn command_calls(conn: &mut redis::aio::MultiplexedConnection, command: &s
         .and_then(|rest| rest.split(',').next()?.parse().ok())
         .unwrap_or(0)
 }
+
+#[tokio::test]
+async fn a_run_of_puts_in_one_room_answers_as_lone_puts_would_in_one_call() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let room = RoomCode::parse("RUN234").unwrap();
+    store.create_room(&room, NOW).await.unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let (fcalls_before, publishes_before) = (fcalls(&mut conn).await, publishes(&mut conn).await);
+
+    // Each put sees the ones before it: write-once twice, compare-and-set at a stale and a
+    // current version, then new slots up to the cap of 4.
+    let run = vec![
+        put("offer", Precondition::Absent),
+        put("offer", Precondition::Absent),
+        put("offer", Precondition::Version(7)),
+        put("offer", Precondition::Version(1)),
+        put("c1", Precondition::None),
+        put("c2", Precondition::None),
+        put("c3", Precondition::None),
+        put("c4", Precondition::None),
+        put("c1", Precondition::None),
+    ];
+    let results = store.put_blobs(&room, run, NOW).await;
+    assert_eq!(fcalls(&mut conn).await - fcalls_before, 1, "one call");
+    assert_eq!(
+        publishes(&mut conn).await - publishes_before,
+        1,
+        "one message"
+    );
+    let versions: Vec<Option<u64>> = results
+        .iter()
+        .map(|r| r.as_ref().ok().map(|c| c.version))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            Some(1),
+            None,
+            None,
+            Some(2),
+            Some(3),
+            Some(4),
+            Some(5),
+            None,
+            Some(6)
+        ],
+        "{results:?}"
+    );
+    assert_eq!(
+        results[1].as_ref().unwrap_err(),
+        &StoreError::PreconditionFailed { current: Some(1) }
+    );
+    assert_eq!(
+        results[2].as_ref().unwrap_err(),
+        &StoreError::PreconditionFailed { current: Some(1) }
+    );
+    assert_eq!(results[7].as_ref().unwrap_err(), &StoreError::TooManySlots);
+
+    // What the run stored reads back as lone puts would have left it.
+    let info = store.room(&room, NOW).await.unwrap();
+    assert_eq!(info.version, 6);
+    let slots: Vec<(String, u64)> = info
+        .slots
+        .iter()
+        .map(|s| (s.name.as_str().to_owned(), s.version))
+        .collect();
+    for expected in [("offer", 2), ("c1", 6), ("c2", 4), ("c3", 5)] {
+        assert!(
+            slots.contains(&(expected.0.to_owned(), expected.1)),
+            "{slots:?}"
+        );
+    }
+    let since = store.changes_since(&room, Some(0), NOW).await.unwrap();
+    let logged: Vec<u64> = since.changes.iter().map(|c| c.version).collect();
+    assert_eq!(logged, [1, 2, 3, 4, 5, 6]);
+    let blob = store
+        .blob(&room, &SlotName::parse("c1").unwrap(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(&blob.data[..], b"blob");
+
+    // A run in a room that does not exist: every put is refused, nothing is created.
+    let missing = RoomCode::parse("NORUN2").unwrap();
+    let results = store
+        .put_blobs(&missing, vec![put("a", Precondition::None); 3], NOW)
+        .await;
+    assert!(results.iter().all(|r| r == &Err(StoreError::NoRoom)));
+    assert_eq!(
+        store.room(&missing, NOW).await.unwrap_err(),
+        StoreError::NoRoom
+    );
+}

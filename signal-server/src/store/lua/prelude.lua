@@ -41,8 +41,21 @@ local function drop_room()
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 end
 
--- The live room as {created, version, deadline, next, slots, kexp, slot_meta}, or nil (its keys
--- dropped once past the deadline). `slot` (optional) also fetches that slot's meta.
+-- The live room held in a _state field value (nil: none), as {created, version, deadline,
+-- next, slots, kexp}; a room past its deadline has its keys dropped and is nil.
+local function live_room(state_text)
+  if not state_text then return nil end
+  local created, version, deadline, next, slots, kexp =
+    string.match(state_text, '^(%d+)|(%d+)|(%d+)|(%d*)|(%d+)|(%d+)$')
+  local room = {created = tonumber(created), version = tonumber(version),
+                deadline = tonumber(deadline), next = tonumber(next), slots = tonumber(slots),
+                kexp = tonumber(kexp)}
+  if now >= room.deadline then drop_room() return nil end
+  return room
+end
+
+-- The live room (see live_room), or nil. `slot` (optional) also fetches that slot's meta, into
+-- room.slot_meta.
 local function load_room(slot)
   local m
   if slot then
@@ -50,13 +63,8 @@ local function load_room(slot)
   else
     m = redis.call('HMGET', KEYS[1], '_state')
   end
-  if not m[1] then return nil end
-  local created, version, deadline, next, slots, kexp =
-    string.match(m[1], '^(%d+)|(%d+)|(%d+)|(%d*)|(%d+)|(%d+)$')
-  local room = {created = tonumber(created), version = tonumber(version),
-                deadline = tonumber(deadline), next = tonumber(next), slots = tonumber(slots),
-                kexp = tonumber(kexp), slot_meta = m[2]}
-  if now >= room.deadline then drop_room() return nil end
+  local room = live_room(m[1])
+  if room then room.slot_meta = m[2] end
   return room
 end
 
@@ -79,22 +87,36 @@ local function num(n)
   return string.format('%d', n)
 end
 
--- The change as JSON (the shape of model::Change), appended to the log and published (within
--- put_many, later and with the rest of its batch). The log holds at least the last log_len
--- changes and is trimmed back to log_len once it reaches twice that (one LTRIM per log_len
--- writes); info.lua never serves more than log_len of them.
-local function emit(room, op, slot, extra)
-  local json = '{"version":' .. num(room.version) .. ',"room":"' .. code .. '","op":"' .. op ..
+-- The change as JSON (the shape of model::Change).
+local function change_json(room, op, slot, extra)
+  return '{"version":' .. num(room.version) .. ',"room":"' .. code .. '","op":"' .. op ..
     '","at":' .. ARGV[1] .. ',"room_expires_at":' .. num(room.deadline) ..
     (slot and (',"slot":"' .. slot .. '"') or '') .. (extra or '') .. '}'
-  local len = redis.call('RPUSH', KEYS[3], json)
-  if len == 1 then room.new_keys = true end
+end
+
+-- Appends changes to the log. The log holds at least the last log_len changes and is trimmed
+-- back to log_len once it reaches twice that (one LTRIM per log_len writes); info.lua never
+-- serves more than log_len of them.
+local function log_changes(room, jsons, n)
+  local len = redis.call('RPUSH', KEYS[3], unpack(jsons, 1, n))
+  if len == n then room.new_keys = true end
   if len >= 2 * log_len then redis.call('LTRIM', KEYS[3], -log_len, -1) end
+end
+
+-- Publishes a logged change, at once or (within put_many) later with the rest of its batch.
+local function announce(json)
   if unpublished then
     unpublished[#unpublished + 1] = json
   else
     redis.call('PUBLISH', channel, json)
   end
+end
+
+-- Logs and publishes one change; returns its JSON.
+local function emit(room, op, slot, extra)
+  local json = change_json(room, op, slot, extra)
+  log_changes(room, {json}, 1)
+  announce(json)
   return json
 end
 
