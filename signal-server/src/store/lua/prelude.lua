@@ -94,11 +94,11 @@ local function change_json(room, op, slot, extra)
     (slot and (',"slot":"' .. slot .. '"') or '') .. (extra or '') .. '}'
 end
 
--- Appends changes to the log. The log holds at least the last log_len changes and is trimmed
--- back to log_len once it reaches twice that (one LTRIM per log_len writes); info.lua never
--- serves more than log_len of them.
-local function log_changes(room, jsons, n)
-  local len = redis.call('RPUSH', KEYS[3], unpack(jsons, 1, n))
+-- Appends the n changes given after `n` to the log. The log holds at least the last log_len
+-- changes and is trimmed back to log_len once it reaches twice that (one LTRIM per log_len
+-- writes); info.lua never serves more than log_len of them.
+local function log_changes(room, n, ...)
+  local len = redis.call('RPUSH', KEYS[3], ...)
   if len == n then room.new_keys = true end
   if len >= 2 * log_len then redis.call('LTRIM', KEYS[3], -log_len, -1) end
 end
@@ -115,7 +115,7 @@ end
 -- Logs and publishes one change; returns its JSON.
 local function emit(room, op, slot, extra)
   local json = change_json(room, op, slot, extra)
-  log_changes(room, {json}, 1)
+  log_changes(room, 1, json)
   announce(json)
   return json
 end
