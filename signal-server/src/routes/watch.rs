@@ -182,8 +182,8 @@ async fn pump_websocket(
     }
 }
 
-/// Most write frames taken together before their answers are flushed, so a client streaming
-/// writes without pause still gets its answers (and its watch events) in good time.
+/// Most frames taken together before their answers are flushed, so a client streaming writes
+/// without pause still gets its answers (and its watch events) in good time.
 const FRAMES_PER_FLUSH: usize = 64;
 
 /// Why a socket's frame-taking stopped.
@@ -210,7 +210,10 @@ async fn answer_frames(
     let mut frames = Vec::new();
     let mut next = Some(first);
     let mut end = SocketEnd::Open;
+    // Messages taken, pings included: a ping flood cannot hold the loop either.
+    let mut taken = 0;
     while let Some(incoming) = next.take() {
+        taken += 1;
         match incoming {
             Some(Ok(Message::Text(frame))) => frames.push(Some(frame)),
             Some(Ok(Message::Binary(_))) => frames.push(None),
@@ -225,7 +228,7 @@ async fn answer_frames(
                 break;
             }
         }
-        if frames.len() < FRAMES_PER_FLUSH {
+        if taken < FRAMES_PER_FLUSH {
             // Ready now: already read from the socket. Not ready: nothing is waiting.
             next = socket.recv().now_or_never();
         }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use common::keys::KeySchema;
 use futures_util::future::join_all;
 use signal_server::fanout::{Fanout, FanoutEvent};
-use signal_server::model::{Limits, Precondition, PutBlob, RoomCode, SlotName};
+use signal_server::model::{Change, Limits, Precondition, PutBlob, RoomCode, SlotName};
 use signal_server::store::{RedisStore, RedisTarget, StoreError};
 use support::redis::RedisServer;
 use tokio_util::sync::CancellationToken;
@@ -96,12 +96,8 @@ async fn batched_puts_answer_as_lone_puts_would() {
     );
 
     for per_room in results.chunks(12) {
-        let versions: Vec<Option<u64>> = per_room
-            .iter()
-            .map(|r| r.as_ref().ok().map(|c| c.version))
-            .collect();
         assert_eq!(
-            versions,
+            versions(per_room),
             [
                 Some(1),
                 Some(2),
@@ -215,6 +211,14 @@ async fn a_batch_reaches_watchers_as_one_message_in_order() {
     subscriber.await.unwrap();
 }
 
+/// The version each put made, `None` where it was refused.
+fn versions(results: &[Result<Change, StoreError>]) -> Vec<Option<u64>> {
+    results
+        .iter()
+        .map(|r| r.as_ref().ok().map(|c| c.version))
+        .collect()
+}
+
 /// `FCALL`s Redis has run, from `INFO commandstats`.
 async fn fcalls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
     command_calls(conn, "fcall").await
@@ -268,12 +272,8 @@ async fn a_run_of_puts_in_one_room_answers_as_lone_puts_would_in_one_call() {
         1,
         "one message"
     );
-    let versions: Vec<Option<u64>> = results
-        .iter()
-        .map(|r| r.as_ref().ok().map(|c| c.version))
-        .collect();
     assert_eq!(
-        versions,
+        versions(&results),
         [
             Some(1),
             None,
