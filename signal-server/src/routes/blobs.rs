@@ -16,7 +16,6 @@ use crate::app::{AppState, ClientIp};
 use crate::error::ApiError;
 use crate::limits::Bucket;
 use crate::model::{Change, Precondition, PutBlob, RoomCode, SlotName};
-use crate::store::StoreError;
 
 /// Longest content type kept; clients send short MIME types.
 const MAX_CONTENT_TYPE: usize = 200;
@@ -70,12 +69,13 @@ pub(crate) async fn store_put(
     put: PutBlob,
 ) -> Result<Change, ApiError> {
     state.rate_limits.check(Bucket::Write, ip)?;
-    let mut outcomes = store_puts(state, code, vec![put]).await;
-    outcomes.pop().unwrap_or_else(|| {
-        Err(ApiError::from(StoreError::Unavailable(
-            "no put result".into(),
-        )))
-    })
+    let size = put.data.len() as u64;
+    let change = state
+        .store
+        .put_blob(code, put, state.clock.now_ms())
+        .await?;
+    count_put(state, size);
+    Ok(change)
 }
 
 /// Puts in one room whose write tokens are taken, stored together in order (see
@@ -95,11 +95,16 @@ pub(crate) async fn store_puts(
         .zip(sizes)
         .map(|(outcome, size)| {
             let change = outcome?;
-            state.metrics.blobs_written.inc();
-            state.metrics.blob_bytes_written.inc_by(size);
+            count_put(state, size);
             Ok(change)
         })
         .collect()
+}
+
+/// Counts a stored put of `size` bytes in the metrics.
+fn count_put(state: &AppState, size: u64) {
+    state.metrics.blobs_written.inc();
+    state.metrics.blob_bytes_written.inc_by(size);
 }
 
 /// A blob delete as every native face makes it.

@@ -145,8 +145,9 @@ pub async fn websocket(
         .on_upgrade(move |socket| pump_websocket(socket, watch, state, ip, code)))
 }
 
-/// Sends the watch's events and answers the client's write frames (see `socket_writes`). A
-/// write is applied before the next frame is read, so one socket's writes apply in order.
+/// Sends the watch's events and answers the client's write frames (see `socket_writes`). The
+/// frames already received are applied in the order sent before the next ones are read, so
+/// one socket's writes apply in order.
 async fn pump_websocket(
     mut socket: WebSocket,
     mut watch: OpenWatch,

@@ -360,8 +360,7 @@ impl RedisStore {
             return results;
         };
         while !args.is_empty() {
-            let rest = args.split_off(args.len().min(MAX_BATCH));
-            let run = std::mem::replace(&mut args, rest);
+            let run: Vec<PutArgs> = args.drain(..args.len().min(MAX_BATCH)).collect();
             let puts = run.len();
             let keys = self.keys.room_keys(code.as_str());
             match batcher.put_run(keys, now, code.as_str(), run).await {
