@@ -94,6 +94,7 @@ macro_rules! full_suite_on {
                 websocket_watch,
                 websocket_writes,
                 websocket_writes_back_to_back,
+                websocket_bad_frames_within_a_burst,
                 long_poll,
                 watchers_see_room_expiry,
                 turn_credentials,

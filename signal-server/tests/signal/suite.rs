@@ -583,6 +583,50 @@ pub async fn websocket_writes_back_to_back(boot: Boot<'_>) {
     assert_eq!(blob.status(), 404);
 }
 
+/// Bad frames among writes sent back to back are refused on their own: the puts around them,
+/// which reach the store together, are applied and answered in order.
+pub async fn websocket_bad_frames_within_a_burst(boot: Boot<'_>) {
+    let s = boot(&[]).await;
+    let code = s.create_room().await;
+    let mut ws = s.ws(&format!("/v1/rooms/{code}/ws?slot=idle")).await;
+    assert!(matches!(ws.next().await, WsItem::Event(_)), "ready");
+    let frames = [
+        serde_json::json!({"id": 1, "op": "put", "slot": "cand-1", "data": "aGk="}),
+        serde_json::json!({"id": 2, "op": "put", "data": "aGk="}),
+        serde_json::json!({"id": 3, "op": "put", "slot": "cand-2", "data": "!!"}),
+        serde_json::json!({"id": 4, "op": "put", "slot": "bad slot", "data": "aGk="}),
+        serde_json::json!({"id": 5, "op": "put", "slot": "cand-3", "data": "aGk="}),
+    ];
+    ws.send_together(&frames).await;
+    let mut answers = Vec::new();
+    for _ in &frames {
+        let WsItem::Event(answer) = ws.next().await else {
+            panic!("socket ended")
+        };
+        answers.push((
+            answer["id"].as_u64(),
+            answer["status"].as_u64(),
+            answer["error"]["code"].as_str().map(str::to_owned),
+            answer["version"].as_u64(),
+        ));
+    }
+    let refused = |id: u64, code: &str| (Some(id), Some(400), Some(code.to_owned()), None);
+    assert_eq!(
+        answers,
+        [
+            (Some(1), None, None, Some(1)),
+            refused(2, "invalid_request"),
+            refused(3, "invalid_data"),
+            refused(4, "invalid_slot_name"),
+            (Some(5), None, None, Some(2)),
+        ]
+    );
+    for (slot, status) in [("cand-1", 200), ("cand-2", 404), ("cand-3", 200)] {
+        let blob = s.get(&format!("/v1/rooms/{code}/blobs/{slot}")).await;
+        assert_eq!(blob.status(), status, "{slot}");
+    }
+}
+
 /// The answer to a write frame, skipping the change events the socket's own writes cause.
 async fn writer_answer(ws: &mut crate::support::WsClient, frame: Value) -> Value {
     let mut answer = ws.request(frame).await;
