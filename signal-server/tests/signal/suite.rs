@@ -561,18 +561,18 @@ pub async fn websocket_writes_back_to_back(boot: Boot<'_>) {
         serde_json::json!({"id": 4, "op": "delete", "slot": "offer", "if_match": 1}),
         serde_json::json!({"id": 5, "op": "delete", "slot": "offer", "if_match": 2}),
     ];
-    ws.send_together(&frames).await;
-    let mut answers = Vec::new();
-    for _ in &frames {
-        let WsItem::Event(answer) = ws.next().await else {
-            panic!("socket ended")
-        };
-        answers.push((
-            answer["id"].as_u64(),
-            kind(&answer).to_owned(),
-            answer["status"].as_u64(),
-        ));
-    }
+    let answers: Vec<_> = ws
+        .answers_together(&frames)
+        .await
+        .iter()
+        .map(|answer| {
+            (
+                answer["id"].as_u64(),
+                kind(answer).to_owned(),
+                answer["status"].as_u64(),
+            )
+        })
+        .collect();
     let expected = [(1, "ack", None), (2, "error", Some(412)), (3, "ack", None)]
         .into_iter()
         .chain([(4, "error", Some(412)), (5, "ack", None)])
@@ -597,19 +597,19 @@ pub async fn websocket_bad_frames_within_a_burst(boot: Boot<'_>) {
         serde_json::json!({"id": 4, "op": "put", "slot": "bad slot", "data": "aGk="}),
         serde_json::json!({"id": 5, "op": "put", "slot": "cand-3", "data": "aGk="}),
     ];
-    ws.send_together(&frames).await;
-    let mut answers = Vec::new();
-    for _ in &frames {
-        let WsItem::Event(answer) = ws.next().await else {
-            panic!("socket ended")
-        };
-        answers.push((
-            answer["id"].as_u64(),
-            answer["status"].as_u64(),
-            answer["error"]["code"].as_str().map(str::to_owned),
-            answer["version"].as_u64(),
-        ));
-    }
+    let answers: Vec<_> = ws
+        .answers_together(&frames)
+        .await
+        .iter()
+        .map(|answer| {
+            (
+                answer["id"].as_u64(),
+                answer["status"].as_u64(),
+                answer["error"]["code"].as_str().map(str::to_owned),
+                answer["version"].as_u64(),
+            )
+        })
+        .collect();
     let refused = |id: u64, code: &str| (Some(id), Some(400), Some(code.to_owned()), None);
     assert_eq!(
         answers,

@@ -244,6 +244,20 @@ impl WsClient {
             .expect("WS flush");
     }
 
+    /// Sends `frames` back to back ([`Self::send_together`]) and returns the next event for
+    /// each: their answers, when nothing else is due.
+    pub async fn answers_together(&mut self, frames: &[Value]) -> Vec<Value> {
+        self.send_together(frames).await;
+        let mut answers = Vec::with_capacity(frames.len());
+        for _ in frames {
+            match self.next().await {
+                WsItem::Event(answer) => answers.push(answer),
+                other => panic!("socket ended: {other:?}"),
+            }
+        }
+        answers
+    }
+
     /// Sends a JSON text frame and returns the next event (the answer, when nothing else is due).
     pub async fn request(&mut self, frame: Value) -> Value {
         let text = frame.to_string();
